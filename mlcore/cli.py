@@ -1,0 +1,156 @@
+"""Command line: ``python -m mlcore train ...`` and ``python -m mlcore predict BUNDLE IMAGE...``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from mlcore import config as cfg
+
+NOTEBOOK_PROTOCOL = {"epochs": 5, "batch_size": 32, "indoor_probability": 0.5, "threshold": 0.5}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mlcore", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a network and print its evaluation")
+    train.add_argument("--source", choices=cfg.SOURCES, default="real",
+                       help="real cats_and_dogs_filtered, a local folder, or the generated demo set")
+    train.add_argument("--data-dir", help=f"folder containing {cfg.DATASET_NAME}/ (default: ${cfg.DATA_DIR_ENV})")
+    train.add_argument("--folder", help="with --source folder: a folder with one subfolder per class")
+    train.add_argument("--protocol", choices=("standard", "notebook"), default="standard",
+                       help="standard: train on train/, test on the official validation/ split; "
+                            "notebook: the reference notebook's 320-image protocol exactly")
+    train.add_argument("--architecture", choices=cfg.ARCHITECTURES, default="seed")
+    train.add_argument("--epochs", type=int, default=cfg.TrainConfig.epochs)
+    train.add_argument("--batch-size", type=int, default=cfg.TrainConfig.batch_size)
+    train.add_argument("--learning-rate", type=float, default=cfg.TrainConfig.learning_rate)
+    train.add_argument("--no-augmentation", action="store_true", help="compact network without augmentation")
+    train.add_argument("--n-images", type=int, help="training pool size (stratified subset); default all")
+    train.add_argument("--image-size", type=int, default=cfg.DataConfig.image_size)
+    train.add_argument("--indoor-probability", type=float, default=cfg.DataConfig.indoor_probability)
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--threshold", type=float, default=0.5)
+    train.add_argument("--output", default="runs/latest.zip", help="where to save the run bundle")
+
+    predict = commands.add_parser("predict", help="predict labels for images with a saved run bundle")
+    predict.add_argument("bundle")
+    predict.add_argument("images", nargs="+")
+    predict.add_argument("--threshold", type=float, help="override the bundle's thresholds")
+    return parser
+
+
+class ProgressBar:
+    """A one-line terminal progress bar fed by training progress reports."""
+
+    def __init__(self, stream=sys.stderr, width: int = 30):
+        self.stream, self.width = stream, width
+
+    def __call__(self, progress) -> None:
+        interactive = getattr(self.stream, "isatty", lambda: False)()
+        if progress.kind == "batch" and not interactive:
+            return  # in logs and pipes, one line per epoch is enough
+        done = progress.batch / progress.batches
+        filled = int(self.width * done)
+        shown = " ".join(
+            f"{key}={progress.logs[key]:.4f}" for key in ("loss", "binary_accuracy", "auc", "val_loss", "val_auc")
+            if key in progress.logs
+        )
+        line = f"\rEpoch {progress.epoch}/{progress.epochs} [{'=' * filled}{'.' * (self.width - filled)}] " \
+               f"{progress.batch}/{progress.batches} {progress.elapsed:.0f}s {shown}"
+        self.stream.write((line if interactive else line.lstrip("\r")) + ("\n" if progress.kind == "epoch" else ""))
+        self.stream.flush()
+
+
+def _configs(args) -> tuple[cfg.DataConfig, cfg.TrainConfig, float]:
+    values = vars(args).copy()
+    if args.protocol == "notebook":
+        values.update(NOTEBOOK_PROTOCOL)
+    data_config = cfg.DataConfig(
+        source=args.source, data_dir=args.data_dir, folder=args.folder, image_size=args.image_size,
+        n_images=args.n_images, indoor_probability=values["indoor_probability"], seed=args.seed,
+    )
+    train_config = cfg.TrainConfig(
+        architecture=args.architecture, epochs=values["epochs"], batch_size=values["batch_size"],
+        learning_rate=args.learning_rate, augmentation=not args.no_augmentation, seed=args.seed,
+    )
+    return data_config, train_config, values["threshold"]
+
+
+def _train(args) -> int:
+    from mlcore import datasets, metrics, predict, store, train
+
+    data_config, train_config, threshold = _configs(args)
+    started = time.perf_counter()
+    splits = datasets.notebook_splits(data_config) if args.protocol == "notebook" else datasets.load_splits(data_config)
+    kind = "SYNTHETIC demo set" if splits.synthetic else splits.origin
+    print(f"Data: {kind}; split sizes {splits.sizes()}; labels {list(splits.label_names)}; "
+          f"loaded in {time.perf_counter() - started:.1f}s")
+    if splits.skipped_files:
+        print(f"Skipped {len(splits.skipped_files)} unreadable file(s): {', '.join(splits.skipped_files[:5])}")
+    result = train.train_model(
+        (splits.train.images, splits.train.targets), (splits.validation.images, splits.validation.targets),
+        train_config, splits.label_names, on_progress=ProgressBar(),
+    )
+    if result.stopped:
+        print("Training stopped early.")
+    y_true, y_score = splits.test.targets, predict.predict_proba(result.model, splits.test.images)
+    labels = splits.label_names
+    report = metrics.classification_report_frame(y_true, y_score, threshold=threshold, labels=labels)
+    print(f"\nClassification report on the test split ({len(y_true)} images, threshold {threshold}):")
+    print(report.to_string(float_format=lambda v: f"{v:.2f}"))
+    for label, matrix in zip(labels, metrics.confusion_matrices(y_true, y_score, threshold=threshold, labels=labels)):
+        print(f"\nConfusion matrix for {label} ([[TN FP] [FN TP]]):\n{matrix}")
+    ranking = metrics.ranking_scores(y_true, y_score, labels=labels)
+    summary = metrics.summary_scores(y_true, y_score, threshold=threshold, labels=labels)
+    print("\nPer-label ROC-AUC: " + ", ".join(f"{k}={v:.3f}" for k, v in ranking["roc_auc"].items()))
+    print("Summary: " + ", ".join(f"{k}={v:.3f}" for k, v in summary.items()))
+    test_metrics = {
+        "report": report.to_dict(orient="index"), "summary": summary,
+        "roc_auc": ranking["roc_auc"].to_dict(), "average_precision": ranking["average_precision"].to_dict(),
+    }
+    metadata = store.run_metadata(data_config, train_config, splits, result,
+                                  thresholds={label: threshold for label in labels}, test_metrics=test_metrics)
+    path = store.save_bundle(args.output, result.model, metadata)
+    print(f"\nSaved run bundle to {path}")
+    return 0
+
+
+def _predict(args) -> int:
+    import numpy as np
+
+    from mlcore import metrics, predict, store
+
+    bundle = store.load_bundle(args.bundle)
+    thresholds = metrics.threshold_vector(
+        args.threshold if args.threshold is not None else bundle.thresholds or 0.5, bundle.label_names
+    )
+    sources = [(name, Path(name)) for name in args.images]
+    failures = 0
+    results = predict.predict_files(bundle.model, sources, label_names=bundle.label_names,
+                                    thresholds=np.asarray(thresholds), image_size=bundle.image_size)
+    for (name, _), result in zip(sources, results):
+        if isinstance(result, predict.ImageError):
+            failures += 1
+            print(f"{name}: error: {result}", file=sys.stderr)
+            continue
+        probabilities = " ".join(f"{label}={p:.3f}" for label, p in result.probabilities.items())
+        print(f"{name}: {probabilities} -> {', '.join(result.labels) or 'none of the labels'}")
+    return 1 if failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = _parser().parse_args(argv)
+    from mlcore.datasets import DatasetUnavailable
+    from mlcore.store import BundleError
+
+    try:
+        return _train(args) if args.command == "train" else _predict(args)
+    except (DatasetUnavailable, BundleError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

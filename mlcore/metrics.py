@@ -1,0 +1,158 @@
+"""Thresholding and multi-label evaluation, following scikit-learn conventions.
+
+Every function takes ``(y_true, y_score)`` with keyword-only options and leans on
+sklearn for the numbers, so the app shows exactly what ``classification_report``
+prints. Everything here is cheap enough to rerun on every threshold change.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+from mlcore.config import LABELS
+
+Threshold = float | np.ndarray | list[float] | tuple[float, ...] | dict[str, float]
+
+
+def _check_scores(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y_true = np.asarray(y_true)
+    y_score = np.asarray(y_score, dtype=np.float64)
+    if y_true.ndim != 2 or y_true.shape != y_score.shape:
+        raise ValueError(
+            f"y_true and y_score must be 2-D and of one shape, got {y_true.shape} and {y_score.shape}"
+        )
+    return y_true.astype(int), y_score
+
+
+def threshold_vector(threshold: Threshold, labels: tuple[str, ...] | int) -> np.ndarray:
+    """One threshold per label from a scalar, a sequence or a ``{label: value}`` dict."""
+    names = tuple(labels) if not isinstance(labels, int) else tuple(str(i) for i in range(labels))
+    if isinstance(threshold, dict):
+        missing = [name for name in names if name not in threshold]
+        if missing:
+            raise ValueError(f"threshold dict has no value for {missing}")
+        values = np.array([threshold[name] for name in names], dtype=np.float64)
+    else:
+        values = np.asarray(threshold, dtype=np.float64)
+        if values.ndim == 0:
+            values = np.full(len(names), float(values))
+    if values.shape != (len(names),):
+        raise ValueError(f"expected 1 or {len(names)} thresholds, got {values.shape[0]}")
+    bad = values[(values < 0) | (values > 1) | ~np.isfinite(values)]
+    if bad.size:
+        raise ValueError(f"thresholds must lie in [0, 1], got {bad.tolist()}")
+    return values
+
+
+def binarize(y_score: np.ndarray, *, threshold: Threshold = 0.5, labels: tuple[str, ...] | None = None) -> np.ndarray:
+    """Decisions ``y_score >= threshold`` (per label when given per label), as int."""
+    y_score = np.asarray(y_score, dtype=np.float64)
+    if y_score.ndim != 2:
+        raise ValueError(f"y_score must be 2-D, got shape {y_score.shape}")
+    vector = threshold_vector(threshold, labels if labels is not None else y_score.shape[1])
+    return (y_score >= vector).astype(int)
+
+
+def classification_report_frame(
+    y_true: np.ndarray, y_score: np.ndarray, *, threshold: Threshold = 0.5, labels: tuple[str, ...] = LABELS
+) -> pd.DataFrame:
+    """sklearn's ``classification_report`` as a table: one row per label and average."""
+    y_true, _ = _check_scores(y_true, y_score)
+    y_pred = binarize(y_score, threshold=threshold, labels=labels)
+    report = skm.classification_report(
+        y_true, y_pred, target_names=list(labels), output_dict=True, zero_division=0
+    )
+    frame = pd.DataFrame(report).T[["precision", "recall", "f1-score", "support"]]
+    frame["support"] = frame["support"].astype(int)
+    return frame
+
+
+def confusion_matrices(
+    y_true: np.ndarray, y_score: np.ndarray, *, threshold: Threshold = 0.5, labels: tuple[str, ...] = LABELS
+) -> np.ndarray:
+    """``multilabel_confusion_matrix``: shape ``(labels, 2, 2)`` as ``[[TN, FP], [FN, TP]]``."""
+    y_true, _ = _check_scores(y_true, y_score)
+    return skm.multilabel_confusion_matrix(y_true, binarize(y_score, threshold=threshold, labels=labels))
+
+
+def summary_scores(
+    y_true: np.ndarray, y_score: np.ndarray, *, threshold: Threshold = 0.5, labels: tuple[str, ...] = LABELS
+) -> dict[str, float]:
+    """Hamming loss, subset accuracy, micro and macro F1 at the given threshold(s)."""
+    y_true, _ = _check_scores(y_true, y_score)
+    y_pred = binarize(y_score, threshold=threshold, labels=labels)
+    return {
+        "hamming_loss": float(skm.hamming_loss(y_true, y_pred)),
+        "subset_accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        "micro_f1": float(skm.f1_score(y_true, y_pred, average="micro", zero_division=0)),
+        "macro_f1": float(skm.f1_score(y_true, y_pred, average="macro", zero_division=0)),
+    }
+
+
+def ranking_scores(y_true: np.ndarray, y_score: np.ndarray, *, labels: tuple[str, ...] = LABELS) -> pd.DataFrame:
+    """Per-label ROC-AUC and average precision (threshold-free).
+
+    Where a label has a single class in ``y_true`` both are undefined: they are NaN
+    and the ``note`` column says why.
+    """
+    y_true, y_score = _check_scores(y_true, y_score)
+    rows = []
+    for index, label in enumerate(labels):
+        column = y_true[:, index]
+        positives = int(column.sum())
+        if positives in (0, len(column)):
+            kind = "positive" if positives else "negative"
+            rows.append((label, np.nan, np.nan, f"only {kind} examples: undefined"))
+            continue
+        rows.append((
+            label,
+            float(skm.roc_auc_score(column, y_score[:, index])),
+            float(skm.average_precision_score(column, y_score[:, index])),
+            "",
+        ))
+    return pd.DataFrame(rows, columns=["label", "roc_auc", "average_precision", "note"]).set_index("label")
+
+
+DEFAULT_SWEEP = np.round(np.linspace(0.01, 0.99, 99), 2)
+
+
+def threshold_sweep(
+    y_true: np.ndarray, y_score: np.ndarray, *, thresholds: np.ndarray = DEFAULT_SWEEP,
+    labels: tuple[str, ...] = LABELS,
+) -> pd.DataFrame:
+    """Precision, recall and F1 per label at each threshold (long format).
+
+    Vectorised over thresholds: one comparison of shape (thresholds, samples, labels).
+    Precision is 0 where nothing is predicted positive, as sklearn's ``zero_division=0``.
+    """
+    y_true, y_score = _check_scores(y_true, y_score)
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    predicted = y_score[None, :, :] >= thresholds[:, None, None]
+    positives = y_true[None, :, :].astype(bool)
+    tp = (predicted & positives).sum(axis=1)
+    fp = (predicted & ~positives).sum(axis=1)
+    fn = (~predicted & positives).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
+        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
+    frames = [
+        pd.DataFrame({
+            "label": label, "threshold": thresholds,
+            "precision": precision[:, i], "recall": recall[:, i], "f1": f1[:, i],
+        })
+        for i, label in enumerate(labels)
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def best_thresholds(
+    y_true: np.ndarray, y_score: np.ndarray, *, thresholds: np.ndarray = DEFAULT_SWEEP,
+    labels: tuple[str, ...] = LABELS,
+) -> dict[str, float]:
+    """The F1-best threshold per label (the lowest one on ties)."""
+    sweep = threshold_sweep(y_true, y_score, thresholds=thresholds, labels=labels)
+    best = sweep.loc[sweep.groupby("label", sort=False)["f1"].idxmax()]
+    return {row.label: float(row.threshold) for row in best.itertuples()}

@@ -1,0 +1,73 @@
+"""The CNN architectures. Both take raw uint8 images: rescaling lives in the model."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from mlcore.config import ARCHITECTURES
+
+
+def build_seed_model(input_shape: tuple[int, int, int], num_labels: int) -> keras.Model:
+    """The reference notebook's network, exactly, behind a Rescaling layer."""
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    x = layers.Conv2D(32, (3, 3), activation="relu")(x)
+    x = layers.MaxPooling2D(2, 2)(x)
+    x = layers.Conv2D(64, (3, 3), activation="relu")(x)
+    x = layers.MaxPooling2D(2, 2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(128, activation="relu")(x)
+    outputs = layers.Dense(num_labels, activation="sigmoid", name="labels", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="seed_cnn")
+
+
+def _conv_block(x, filters: int, name: str):
+    """Two separable convolutions with batch norm, then downsampling, plus a residual path."""
+    shortcut = layers.Conv2D(filters, 1, strides=2, padding="same", name=f"{name}_shortcut")(x)
+    for index in (1, 2):
+        x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{index}")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn{index}")(x)
+        x = layers.Activation("relu", name=f"{name}_relu{index}")(x)
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"{name}_pool")(x)
+    return layers.Add(name=f"{name}_add")([x, shortcut])
+
+
+def build_compact_model(
+    input_shape: tuple[int, int, int], num_labels: int, *, augmentation: bool = True
+) -> keras.Model:
+    """A small residual separable-conv CNN with augmentation, batch norm, global
+    pooling and dropout: far fewer weights than the seed network, better accuracy."""
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    if augmentation:  # active only while training; inference sees the image as is
+        x = layers.RandomFlip("horizontal", name="augment_flip")(x)
+        x = layers.RandomRotation(0.06, name="augment_rotate")(x)
+        x = layers.RandomZoom(0.12, name="augment_zoom")(x)
+    x = layers.Rescaling(1.0 / 255, name="rescale")(x)
+    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
+    x = layers.BatchNormalization(momentum=0.9, name="stem_bn")(x)
+    x = layers.Activation("relu", name="stem_relu")(x)
+    for index, filters in enumerate((64, 128, 192)):
+        x = _conv_block(x, filters, name=f"block{index + 1}")
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dropout(0.3, name="dropout")(x)
+    outputs = layers.Dense(num_labels, activation="sigmoid", name="labels", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="compact_cnn")
+
+
+def build_model(
+    input_shape: tuple[int, int, int] = (128, 128, 3),
+    num_labels: int = 3,
+    *,
+    architecture: str = "seed",
+    augmentation: bool = True,
+) -> keras.Model:
+    """Build an uncompiled network by name (``"seed"`` or ``"compact"``)."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+    if num_labels < 1:
+        raise ValueError(f"num_labels must be positive, got {num_labels}")
+    if architecture == "seed":
+        return build_seed_model(input_shape, num_labels)
+    return build_compact_model(input_shape, num_labels, augmentation=augmentation)

@@ -1,0 +1,147 @@
+"""Plotly figure builders for the dashboard: pure functions from numbers to figures.
+
+Nothing here knows about Streamlit or Keras. Every figure uses one colour per
+label (:func:`label_color`) and one per split or series, so a label looks the
+same on every chart of the app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+LABEL_COLORS = {"dog": "#d9822b", "cat": "#5b6fd6", "indoor": "#2a9d8f"}
+FALLBACK_COLORS = ("#8e6bbf", "#c05780", "#6c8d3e", "#b8860b", "#4f8fbf")
+SPLIT_COLORS = {"train": "#4c78a8", "validation": "#f58518", "test": "#54a24b"}
+SERIES_COLORS = {"train": "#4c78a8", "validation": "#f58518"}
+SWEEP_COLORS = {"precision": "#4c78a8", "recall": "#e45756", "f1": "#54a24b"}
+CURVE_METRICS = (("loss", "Loss"), ("binary_accuracy", "Binary accuracy"), ("auc", "AUC"))
+CELL_NAMES = (("TN", "FP"), ("FN", "TP"))
+_MARGIN = dict(l=10, r=10, t=40, b=10)
+
+
+def label_color(label: str, index: int = 0) -> str:
+    """The app-wide colour of a label; unknown labels get a stable fallback by position."""
+    return LABEL_COLORS.get(label, FALLBACK_COLORS[index % len(FALLBACK_COLORS)])
+
+
+def split_sizes_figure(sizes: Mapping[str, int]) -> go.Figure:
+    """One bar per split with its image count."""
+    names = list(sizes)
+    figure = go.Figure(go.Bar(
+        x=names, y=[sizes[name] for name in names], text=[f"{sizes[name]:,}" for name in names],
+        textposition="auto", marker_color=[SPLIT_COLORS.get(name, "#888") for name in names],
+        hovertemplate="%{x}: %{y:,} images<extra></extra>",
+    ))
+    figure.update_layout(title="Images per split", yaxis_title="images", margin=_MARGIN, height=320)
+    return figure
+
+
+def label_counts_figure(counts: pd.DataFrame) -> go.Figure:
+    """Grouped bars of positive examples per label (columns) in each split (index)."""
+    figure = go.Figure()
+    for index, label in enumerate(counts.columns):
+        figure.add_bar(
+            name=label, x=list(counts.index), y=counts[label].tolist(), marker_color=label_color(label, index),
+            text=counts[label].tolist(), textposition="auto",
+            hovertemplate=f"{label}: %{{y:,}} in %{{x}}<extra></extra>",
+        )
+    figure.update_layout(title="Images tagged with each label", barmode="group", yaxis_title="images",
+                         legend_title_text="label", margin=_MARGIN, height=320)
+    return figure
+
+
+def training_curves(
+    history: Mapping[str, Sequence[float]], *, live: Mapping[str, Sequence[float]] | None = None
+) -> go.Figure:
+    """Loss, binary accuracy and AUC per epoch for train and validation.
+
+    ``history`` holds per-epoch values (``loss``, ``val_loss``, ...). ``live``
+    optionally adds the running training values within epochs: a key ``x``
+    with fractional epochs plus one list per metric.
+    """
+    figure = make_subplots(rows=1, cols=len(CURVE_METRICS), subplot_titles=[title for _, title in CURVE_METRICS])
+    for column, (metric, _) in enumerate(CURVE_METRICS, start=1):
+        if live and live.get(metric):
+            figure.add_scatter(
+                x=list(live["x"]), y=list(live[metric]), mode="lines", name="train (running)",
+                line=dict(color=SERIES_COLORS["train"], width=1, dash="dot"), legendgroup="live",
+                showlegend=column == 1, row=1, col=column,
+            )
+        for series, key in (("train", metric), ("validation", f"val_{metric}")):
+            values = list(history.get(key, []))
+            if values:
+                figure.add_scatter(
+                    x=list(range(1, len(values) + 1)), y=values, mode="lines+markers", name=series,
+                    line=dict(color=SERIES_COLORS[series]), legendgroup=series, showlegend=column == 1,
+                    row=1, col=column,
+                )
+        figure.update_xaxes(title_text="epoch", rangemode="tozero", row=1, col=column)
+    figure.update_layout(margin=_MARGIN, height=320, legend=dict(orientation="h", y=-0.25))
+    return figure
+
+
+def confusion_heatmap(matrix: np.ndarray, label: str) -> go.Figure:
+    """A 2x2 heatmap ``[[TN, FP], [FN, TP]]`` with names, counts and percentages.
+
+    Colour is the share of all examples, on a fixed 0-100% scale, so the three
+    labels' heatmaps can be compared at a glance.
+    """
+    matrix = np.asarray(matrix)
+    if matrix.shape != (2, 2):
+        raise ValueError(f"a binary confusion matrix has shape (2, 2), got {matrix.shape}")
+    total = int(matrix.sum())
+    share = matrix / total * 100 if total else np.zeros((2, 2))
+    text = [[f"<b>{CELL_NAMES[i][j]}</b><br>{int(matrix[i, j]):,}<br>{share[i, j]:.1f}%" for j in range(2)]
+            for i in range(2)]
+    figure = go.Figure(go.Heatmap(
+        z=share, x=[f"predicted not {label}", f"predicted {label}"], y=[f"not {label}", label],
+        text=text, texttemplate="%{text}", zmin=0, zmax=100, colorscale="Blues", showscale=False,
+        hovertemplate="%{y} / %{x}: %{z:.1f}% of examples<extra></extra>",
+    ))
+    figure.update_yaxes(autorange="reversed", title_text="actual")
+    figure.update_layout(title=f"{label}", margin=_MARGIN, height=300)
+    return figure
+
+
+def threshold_sweep_figure(sweep: pd.DataFrame, label: str, *, threshold: float, best: float | None = None) -> go.Figure:
+    """Precision, recall and F1 of one label against the threshold, the current one marked.
+
+    ``sweep`` is :func:`mlcore.metrics.threshold_sweep`'s long table (any labels).
+    """
+    rows = sweep[sweep["label"] == label]
+    figure = go.Figure()
+    for metric, color in SWEEP_COLORS.items():
+        figure.add_scatter(x=rows["threshold"], y=rows[metric], mode="lines", name=metric,
+                           line=dict(color=color), hovertemplate=f"{metric} %{{y:.3f}} at %{{x:.2f}}<extra></extra>")
+    figure.add_vline(x=threshold, line=dict(color="#333", dash="dash"),
+                     annotation_text=f"current {threshold:.2f}", annotation_position="top left")
+    if best is not None:
+        figure.add_vline(x=best, line=dict(color=SWEEP_COLORS["f1"], dash="dot"),
+                         annotation_text=f"F1-best {best:.2f}", annotation_position="bottom right")
+    figure.update_layout(title=label, xaxis_title="threshold", yaxis=dict(range=[0, 1.05]),
+                         margin=_MARGIN, height=300, legend=dict(orientation="h", y=-0.3))
+    return figure
+
+
+def probability_bars(probabilities: Mapping[str, float], thresholds: Mapping[str, float]) -> go.Figure:
+    """One horizontal bar per label with its probability and that label's threshold line."""
+    labels = list(probabilities)
+    values = [probabilities[label] for label in labels]
+    figure = go.Figure(go.Bar(
+        x=values, y=labels, orientation="h", text=[f"{value:.1%}" for value in values], textposition="auto",
+        marker_color=[label_color(label, index) for index, label in enumerate(labels)],
+        hovertemplate="%{y}: %{x:.3f}<extra></extra>",
+    ))
+    for index, label in enumerate(labels):
+        # A short vertical tick across this label's bar only (its own threshold).
+        figure.add_shape(type="line", x0=thresholds[label], x1=thresholds[label], y0=index - 0.45, y1=index + 0.45,
+                         line=dict(color="#222", width=2, dash="dash"))
+    figure.update_xaxes(range=[0, 1], tickformat=".0%", title_text="probability (dashed: threshold)")
+    figure.update_yaxes(autorange="reversed")
+    figure.update_layout(margin=_MARGIN, height=60 + 45 * len(labels), showlegend=False)
+    return figure

@@ -1,0 +1,102 @@
+"""Hand-computed expectations on tiny arrays."""
+
+import numpy as np
+import pytest
+
+from mlcore import metrics
+
+LABELS = ("dog", "cat", "indoor")
+Y_TRUE = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 0], [0, 1, 1]])
+Y_SCORE = np.array([
+    [0.9, 0.2, 0.6],
+    [0.4, 0.7, 0.3],
+    [0.6, 0.5, 0.1],
+    [0.3, 0.8, 0.4],
+])
+
+
+def test_binarize_global_and_per_label():
+    np.testing.assert_array_equal(
+        metrics.binarize(Y_SCORE, threshold=0.5), [[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 1, 0]]
+    )
+    np.testing.assert_array_equal(
+        metrics.binarize(Y_SCORE, threshold={"dog": 0.65, "cat": 0.75, "indoor": 0.35}, labels=LABELS),
+        [[1, 0, 1], [0, 0, 0], [0, 0, 0], [0, 1, 1]],
+    )
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, [0.5, 0.5], float("nan")])
+def test_bad_thresholds_are_named(bad):
+    with pytest.raises(ValueError, match="threshold"):
+        metrics.binarize(Y_SCORE, threshold=bad, labels=LABELS)
+
+
+def test_classification_report_values():
+    report = metrics.classification_report_frame(Y_TRUE, Y_SCORE, threshold=0.5, labels=LABELS)
+    # dog: TP 2, FP 0, FN 0 -> 1/1/1. cat: TP 2, FP 1 -> P 2/3, R 1, F1 0.8. indoor: TP 1, FN 1 -> 1, 0.5, 2/3.
+    assert list(report.index) == ["dog", "cat", "indoor", "micro avg", "macro avg", "weighted avg", "samples avg"]
+    assert report.loc["cat", "precision"] == pytest.approx(2 / 3)
+    assert report.loc["cat", "f1-score"] == pytest.approx(0.8)
+    assert report.loc["indoor", "recall"] == pytest.approx(0.5)
+    assert report.loc["indoor", "f1-score"] == pytest.approx(2 / 3)
+    # micro: TP 5, FP 1, FN 1 -> 5/6 each
+    assert report.loc["micro avg", "precision"] == pytest.approx(5 / 6)
+    assert report.loc["micro avg", "recall"] == pytest.approx(5 / 6)
+    assert report.loc["macro avg", "f1-score"] == pytest.approx((1 + 0.8 + 2 / 3) / 3)
+    assert report["support"].tolist() == [2, 2, 2, 6, 6, 6, 6]
+
+
+def test_per_label_threshold_changes_the_report():
+    strict = metrics.classification_report_frame(
+        Y_TRUE, Y_SCORE, threshold={"dog": 0.5, "cat": 0.75, "indoor": 0.35}, labels=LABELS
+    )
+    assert strict.loc["cat", "precision"] == pytest.approx(1.0)
+    assert strict.loc["cat", "recall"] == pytest.approx(0.5)
+    assert strict.loc["indoor", "recall"] == pytest.approx(1.0)
+
+
+def test_confusion_matrices_and_summary():
+    matrices = metrics.confusion_matrices(Y_TRUE, Y_SCORE, threshold=0.5, labels=LABELS)
+    np.testing.assert_array_equal(matrices[0], [[2, 0], [0, 2]])
+    np.testing.assert_array_equal(matrices[1], [[1, 1], [0, 2]])
+    np.testing.assert_array_equal(matrices[2], [[2, 0], [1, 1]])
+    summary = metrics.summary_scores(Y_TRUE, Y_SCORE, threshold=0.5, labels=LABELS)
+    assert summary["hamming_loss"] == pytest.approx(2 / 12)
+    assert summary["subset_accuracy"] == pytest.approx(2 / 4)
+    assert summary["micro_f1"] == pytest.approx(5 / 6)
+    assert summary["macro_f1"] == pytest.approx((1 + 0.8 + 2 / 3) / 3)
+
+
+def test_ranking_scores_and_single_class_label():
+    ranking = metrics.ranking_scores(Y_TRUE, Y_SCORE, labels=LABELS)
+    assert ranking.loc["dog", "roc_auc"] == pytest.approx(1.0)
+    # cat positives 0.7, 0.8; negatives 0.2, 0.5 -> AUC 1.0; indoor pos 0.6, 0.4 vs neg 0.3, 0.1 -> 1.0
+    assert ranking.loc["indoor", "roc_auc"] == pytest.approx(1.0)
+    flipped = Y_TRUE.copy()
+    flipped[:, 2] = 0
+    ranking = metrics.ranking_scores(flipped, Y_SCORE, labels=LABELS)
+    assert np.isnan(ranking.loc["indoor", "roc_auc"])
+    assert "only negative" in ranking.loc["indoor", "note"]
+    mixed_auc = metrics.ranking_scores(Y_TRUE, Y_SCORE[:, [1, 0, 2]], labels=LABELS)
+    assert mixed_auc.loc["dog", "roc_auc"] == pytest.approx(0.0)  # cat scores rank dogs last
+
+
+def test_threshold_sweep_matches_sklearn_and_best_thresholds():
+    sweep = metrics.threshold_sweep(Y_TRUE, Y_SCORE, thresholds=np.array([0.25, 0.55, 0.75]), labels=LABELS)
+    cat = sweep[sweep.label == "cat"].set_index("threshold")
+    # at 0.25: cat predicted for 0.7, 0.5, 0.8 -> TP 2, FP 1
+    assert cat.loc[0.25, "precision"] == pytest.approx(2 / 3)
+    assert cat.loc[0.55, "f1"] == pytest.approx(1.0)
+    assert cat.loc[0.75, "recall"] == pytest.approx(0.5)
+    for threshold in (0.25, 0.55, 0.75):
+        report = metrics.classification_report_frame(Y_TRUE, Y_SCORE, threshold=threshold, labels=LABELS)
+        for label in LABELS:
+            row = sweep[(sweep.label == label) & (sweep.threshold == threshold)].iloc[0]
+            assert row.f1 == pytest.approx(report.loc[label, "f1-score"])
+    best = metrics.best_thresholds(Y_TRUE, Y_SCORE, thresholds=np.array([0.25, 0.55, 0.75]), labels=LABELS)
+    assert best == {"dog": 0.55, "cat": 0.55, "indoor": 0.25}
+
+
+def test_shape_mismatch_is_reported():
+    with pytest.raises(ValueError, match="shape"):
+        metrics.classification_report_frame(Y_TRUE[:, :2], Y_SCORE, labels=LABELS)
