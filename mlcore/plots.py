@@ -99,11 +99,11 @@ def confusion_heatmap(matrix: np.ndarray, label: str) -> go.Figure:
     text = [[f"<b>{CELL_NAMES[i][j]}</b><br>{int(matrix[i, j]):,}<br>{share[i, j]:.1f}%" for j in range(2)]
             for i in range(2)]
     figure = go.Figure(go.Heatmap(
-        z=share, x=[f"predicted not {label}", f"predicted {label}"], y=[f"not {label}", label],
+        z=share, x=["predicted no", "predicted yes"], y=["actual no", "actual yes"],
         text=text, texttemplate="%{text}", zmin=0, zmax=100, colorscale="Blues", showscale=False,
         hovertemplate="%{y} / %{x}: %{z:.1f}% of examples<extra></extra>",
     ))
-    figure.update_yaxes(autorange="reversed", title_text="actual")
+    figure.update_yaxes(autorange="reversed")
     figure.update_layout(title=f"{label}", margin=_MARGIN, height=300)
     return figure
 
@@ -141,7 +141,7 @@ def probability_bars(probabilities: Mapping[str, float], thresholds: Mapping[str
         # A short vertical tick across this label's bar only (its own threshold).
         figure.add_shape(type="line", x0=thresholds[label], x1=thresholds[label], y0=index - 0.45, y1=index + 0.45,
                          line=dict(color="#222", width=2, dash="dash"))
-    figure.update_xaxes(range=[0, 1], tickformat=".0%", title_text="probability (dashed: threshold)")
+    figure.update_xaxes(range=[0, 1], dtick=0.25, tickformat=".0%", title_text="probability (dashed: threshold)")
     figure.update_yaxes(autorange="reversed")
-    figure.update_layout(margin=_MARGIN, height=60 + 45 * len(labels), showlegend=False)
+    figure.update_layout(margin=dict(_MARGIN, r=30), height=80 + 45 * len(labels), showlegend=False)
     return figure

@@ -1,0 +1,422 @@
+"""Reusable rendering: the widgets and panels the pages are assembled from.
+
+Every helper reads persistent values through :mod:`app.state`, draws with
+Streamlit and shows mlcore's errors as messages, never as tracebacks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+import streamlit as st
+
+from app import loaders, runs, settings, state, uploads
+from mlcore import datasets, metrics, plots, predict, store
+from mlcore.config import ARCHITECTURES, DataConfig, TrainConfig
+
+PAGES = {  # file -> (title, icon); the entry script builds the navigation from this
+    "pages/data.py": ("Data", ":material/photo_library:"),
+    "pages/train.py": ("Train", ":material/model_training:"),
+    "pages/evaluate.py": ("Evaluate", ":material/tune:"),
+    "pages/predict.py": ("Predict", ":material/image_search:"),
+}
+DEFAULT_PAGE = "pages/data.py"
+SOURCE_LABELS = {
+    "real": "Real photos (cats_and_dogs_filtered)",
+    "folder": "A local folder",
+    "demo": "Generated demo set (synthetic, offline)",
+}
+IMAGE_SIZES = (32, 48, 64, 96, 128, 160)
+REAL_TRAIN_IMAGES = 2000
+ARCHITECTURE_LABELS = {"seed": "Seed CNN (the notebook's network)", "compact": "Compact residual CNN (stronger)"}
+BATCH_SIZES = (8, 16, 32, 64, 128)
+LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+IMAGE_TYPES = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
+BADGE_COLORS = {"dog": "orange", "cat": "blue", "indoor": "green"}
+SYNTHETIC_NOTE = ("SYNTHETIC data: the demo set is generated cartoon cats and dogs, not photos. "
+                  "Use it to try the app offline; numbers on it say nothing about real images.")
+NUMBER = st.column_config.NumberColumn
+
+
+def page_link(path: str) -> None:
+    title, icon = PAGES[path]
+    st.page_link(path, label=title, icon=icon)
+
+
+def describe_data(config: DataConfig) -> str:
+    """One line about a data config, with the synthetic warning where it applies."""
+    if config.source == "demo":
+        what = f"**Demo set (SYNTHETIC)**, {config.demo_images:,} generated images"
+    elif config.source == "real":
+        count = "all" if not config.n_images or config.n_images >= REAL_TRAIN_IMAGES else f"{config.n_images:,}"
+        what = f"**Real cats_and_dogs_filtered**, {count} training images"
+    else:
+        count = f"up to {config.n_images:,}" if config.n_images else "all"
+        what = f"**Folder** `{config.folder}`, {count} training images"
+    return f"{what} · {config.image_size} px · indoor p = {config.indoor_probability:.2f} · seed {config.seed}"
+
+
+def badges(labels: tuple[str, ...]) -> str:
+    if not labels:
+        return ":gray-badge[none of the labels]"
+    return " ".join(f":{BADGE_COLORS.get(label, 'violet')}-badge[{label}]" for label in labels)
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "–"
+    minutes, rest = divmod(int(round(value)), 60)
+    return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
+
+
+# --- frame and sidebar ------------------------------------------------------------------------
+
+
+def page_frame() -> None:
+    """Page settings, this session's state, a finished job collected, and the sidebar.
+
+    Every page calls it first, rather than the entry script, so a page that
+    Streamlit runs without the entry script (see ``app/__init__.py``) works too.
+    """
+    st.set_page_config(page_title="Cats, dogs & indoor: multi-label CNN", page_icon=":material/pets:", layout="wide")
+    state.init()
+    state.collect_finished_job()
+    sidebar()
+
+
+def sidebar() -> None:
+    """Dataset, current model and training status, on every page."""
+    with st.sidebar:
+        st.markdown("**Dataset**")
+        st.caption(describe_data(state.data_config()))
+        st.markdown("**Model**")
+        run = state.active_run()
+        st.caption(f"{run.title} ({state.RUN_KINDS[run.source]})" if run else "None yet: train one or load a bundle.")
+        st.markdown("**Training**")
+        if state.job() is not None:
+            _sidebar_training()
+        else:
+            st.caption("No training running.")
+
+
+@st.fragment(run_every=2)
+def _sidebar_training() -> None:
+    job = state.job()
+    if job is None:
+        return
+    status = job.status()
+    if status.done:
+        st.rerun()  # a full rerun collects the finished run for every page
+    st.progress(status.fraction, text=progress_text(status))
+
+
+# --- data page ---------------------------------------------------------------------------
+
+
+def data_settings() -> None:
+    """The data settings form; applying it replaces the session's data config."""
+    config = state.data_config()
+    count = config.demo_images if config.source == "demo" else (config.n_images or REAL_TRAIN_IMAGES)
+    with st.form("data_settings"):
+        source = st.radio("Source", list(SOURCE_LABELS), format_func=SOURCE_LABELS.get, horizontal=True,
+                          key=state.bind("w.data.source", config.source))
+        folder = st.text_input("Folder path (for a local folder: one subfolder per class, e.g. cats/ and dogs/)",
+                               key=state.bind("w.data.folder", config.folder or ""))
+        left, right = st.columns(2)
+        count = left.number_input("Number of images", min_value=8, max_value=10_000, step=40,
+                                  key=state.bind("w.data.count", count))
+        size = right.select_slider("Image size (pixels)", options=IMAGE_SIZES,
+                                   key=state.bind("w.data.size", config.image_size))
+        left.caption("Demo set: images generated in all. Real dataset or folder: training images used "
+                     "(a stratified subset; the real set has 2,000). The test split is never cut.")
+        right.caption("The seed network's size grows with the square of this.")
+        indoor = left.slider("Probability of the random 'indoor' tag", 0.0, 1.0, step=0.05,
+                             key=state.bind("w.data.indoor", config.indoor_probability))
+        seed = right.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1,
+                                  key=state.bind("w.data.seed", config.seed))
+        applied = st.form_submit_button("Apply settings", type="primary", key="w.data.apply")
+    if not applied:
+        return
+    demo = source == "demo"
+    try:
+        state.set_data_config(dataclasses.replace(
+            config, source=source, folder=(folder.strip() or None) if source == "folder" else None,
+            image_size=int(size), indoor_probability=float(indoor), seed=int(seed),
+            n_images=None if demo else int(count), demo_images=int(count) if demo else config.demo_images,
+        ))
+    except ValueError as error:
+        st.error(f"These settings cannot be used: {error}")
+    else:
+        st.rerun()  # redraw everything, the sidebar included, with the new data
+
+
+def real_dataset_missing() -> None:
+    """No local copy of the real dataset: a deliberate download, or one click to the demo set."""
+    st.warning("The real cats_and_dogs_filtered dataset is not on this machine yet. Download it once "
+               "(68 MB, checked and kept in Keras' cache), or use the generated demo set.")
+    left, right = st.columns(2)
+    if left.button("Download the real dataset", type="primary", icon=":material/download:", key="w.data.download"):
+        with st.spinner("Downloading and checking cats_and_dogs_filtered…"):
+            try:
+                datasets.download_real_dataset()
+            except datasets.DatasetUnavailable as error:
+                st.error(str(error))
+            else:
+                st.rerun()
+    right.button("Use the demo set instead", on_click=state.use_demo_data, icon=":material/swap_horiz:",
+                 key="w.data.use_demo")
+
+
+def data_overview(overview: loaders.DataOverview) -> None:
+    if not overview.synthetic:  # the synthetic note is shown before loading, from the config
+        st.caption(f"Photos from `{overview.origin}`. Labels: {', '.join(overview.label_names)} "
+                   "(the 'indoor' tag is random by design).")
+    if overview.skipped_files:
+        st.warning(f"{len(overview.skipped_files)} unreadable file(s) were skipped: "
+                   + ", ".join(overview.skipped_files[:5]) + ("…" if len(overview.skipped_files) > 5 else ""))
+    left, right = st.columns(2)
+    left.plotly_chart(plots.split_sizes_figure(overview.sizes), key="chart.split_sizes")
+    right.plotly_chart(plots.label_counts_figure(overview.label_counts), key="chart.label_counts")
+    st.subheader("Sample training images")
+    st.image(overview.samples, caption=overview.captions, width=128)
+
+
+# --- train page --------------------------------------------------------------------------
+
+
+def train_form(disabled: bool) -> TrainConfig | None:
+    """The training settings; returns a config only when submitted and valid."""
+    config = state.train_config()
+    with st.form("train_settings"):
+        first, second, third = st.columns(3)
+        epochs = first.number_input("Epochs", min_value=1, max_value=100, step=1,
+                                    key=state.bind("w.train.epochs", config.epochs))
+        batch_size = second.select_slider("Batch size", options=BATCH_SIZES,
+                                          key=state.bind("w.train.batch", config.batch_size))
+        learning_rate = third.select_slider("Learning rate", options=LEARNING_RATES, format_func=lambda v: f"{v:g}",
+                                            key=state.bind("w.train.lr", config.learning_rate))
+        architecture = st.radio("Architecture", ARCHITECTURES, format_func=ARCHITECTURE_LABELS.get, horizontal=True,
+                                key=state.bind("w.train.architecture", config.architecture))
+        augmentation = st.checkbox("Augmentation: random flips, rotations and zoom (compact network only)",
+                                   key=state.bind("w.train.augmentation", config.augmentation))
+        seed = st.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1,
+                               key=state.bind("w.train.seed", config.seed))
+        submitted = st.form_submit_button("Start training", type="primary", disabled=disabled,
+                                          icon=":material/play_arrow:", key="w.train.start")
+    if not submitted:
+        return None
+    try:
+        return TrainConfig(architecture=architecture, epochs=int(epochs), batch_size=int(batch_size),
+                           learning_rate=float(learning_rate), augmentation=bool(augmentation), seed=int(seed))
+    except ValueError as error:
+        st.error(f"These settings cannot be used: {error}")
+        return None
+
+
+def progress_text(status) -> str:
+    if status.phase == "preparing":
+        return "Preparing: loading TensorFlow and building the network…"
+    if status.phase == "scoring":
+        return "Scoring the test split…"
+    stopping = " · stopping at the next batch" if status.stop_requested else ""
+    return (f"Epoch {status.epoch}/{status.epochs} · batch {status.batch}/{status.batches} · "
+            f"{seconds(status.elapsed)} elapsed · about {seconds(status.eta)} left{stopping}")
+
+
+@st.fragment(run_every=1)
+def training_progress() -> None:
+    """Live progress of this session's job; polls the worker, never blocks it."""
+    job = state.job()
+    if job is None:
+        return
+    status = job.status()
+    if status.done:
+        st.rerun()
+    st.progress(status.fraction, text=progress_text(status))
+    if status.epoch:  # nothing to show while TensorFlow loads and the network is built
+        columns = st.columns(4)
+        columns[0].metric("Epoch", f"{status.epoch}/{status.epochs}")
+        columns[1].metric("Batch", f"{status.batch}/{status.batches}")
+        columns[2].metric("Elapsed", seconds(status.elapsed))
+        columns[3].metric("Time left", seconds(status.eta))
+        st.plotly_chart(plots.training_curves(status.history, live=status.trace), key="chart.live_curves")
+    st.button("Stop training", on_click=job.request_stop, disabled=status.stop_requested, key="w.train.stop",
+              icon=":material/stop:", help="Stops at the next batch and keeps the partially trained model.")
+
+
+def run_summary(run: runs.Run) -> None:
+    """What a finished run did, its curves and its bundle."""
+    meta = run.metadata
+    if run.synthetic:
+        st.warning("This model was trained on the SYNTHETIC demo set.", icon=":material/draw:")
+    columns = st.columns(4)
+    epochs = meta.get("train_config", {}).get("epochs", "?")
+    columns[0].metric("Epochs", f"{meta.get('epochs_completed', '?')}/{epochs}")
+    columns[1].metric("Training time", seconds(meta.get("train_seconds")))
+    sizes = meta.get("split_sizes", {})
+    columns[2].metric("Train / val / test", " / ".join(str(sizes.get(k, "?")) for k in ("train", "validation", "test")))
+    if run.evaluation is not None:
+        auc = run.evaluation.ranking["roc_auc"]
+        columns[3].metric("Test ROC-AUC (dog / cat)", " / ".join(f"{auc.get(k, float('nan')):.2f}" for k in ("dog", "cat")))
+    settings_table = {**meta.get("train_config", {}), "data": describe_data(run.data_config) if run.data_config else ""}
+    with st.expander("Run settings"):
+        st.json(settings_table)
+    if run.history:
+        st.plotly_chart(plots.training_curves(run.history), key="chart.final_curves")
+    else:
+        st.info("No epoch finished before the stop, so there are no curves; the partial model is still usable.")
+    bundle_download(run)
+
+
+def bundle_download(run: runs.Run) -> None:
+    thresholds = state.thresholds(run)
+    st.download_button(
+        "Download the run bundle (.zip)", data=lambda: runs.bundle_bytes(run, thresholds),
+        file_name=runs.bundle_file_name(run), mime="application/zip", on_click="ignore",
+        icon=":material/download:", key="w.train.bundle",
+        help="The model plus run.json (settings, history, your current thresholds, test metrics). "
+             "Load it on the Predict page or with `python -m mlcore predict BUNDLE IMAGE`.")
+
+
+# --- evaluate page -----------------------------------------------------------------------
+
+
+def _threshold_changed(run: runs.Run, label: str) -> None:
+    state.set_thresholds(run, {label: st.session_state[state.threshold_key(run, label)]})
+
+
+def _global_changed(run: runs.Run) -> None:
+    state.set_global_threshold(run, st.session_state[state.global_threshold_key(run)])
+
+
+def threshold_controls(run: runs.Run) -> dict[str, float]:
+    """A global slider, one slider per label, F1-best and reset buttons; returns the thresholds."""
+    current = state.thresholds(run)
+    st.slider("Global threshold (sets every label)", 0.0, 1.0, step=0.01, on_change=_global_changed, args=(run,),
+              key=state.bind(state.global_threshold_key(run), state.global_threshold(run)))
+    for column, label in zip(st.columns(len(run.label_names)), run.label_names):
+        column.slider(f"Threshold for {label}", 0.0, 1.0, step=0.01, on_change=_threshold_changed, args=(run, label),
+                      key=state.bind(state.threshold_key(run, label), current[label]))
+    left, right = st.columns(2)
+    best = run.evaluation.best_thresholds
+    left.button("Use each label's F1-best threshold", on_click=state.set_thresholds, args=(run, best),
+                icon=":material/auto_fix_high:", key="w.eval.best",
+                help="F1-best on the test split: " + ", ".join(f"{k} {v:.2f}" for k, v in best.items()))
+    right.button("Reset all to 0.50", on_click=state.set_global_threshold, args=(run, 0.5), key="w.eval.reset")
+    return state.thresholds(run)
+
+
+def summary_metrics(evaluation: runs.Evaluation, thresholds: dict[str, float], labels: tuple[str, ...]) -> None:
+    scores = metrics.summary_scores(evaluation.y_true, evaluation.y_score, threshold=thresholds, labels=labels)
+    columns = st.columns(4 + len(labels))
+    columns[0].metric("Micro F1", f"{scores['micro_f1']:.3f}")
+    columns[1].metric("Macro F1", f"{scores['macro_f1']:.3f}")
+    columns[2].metric("Hamming loss", f"{scores['hamming_loss']:.3f}", help="Share of wrong label decisions; lower is better.")
+    columns[3].metric("Subset accuracy", f"{scores['subset_accuracy']:.3f}", help="Share of images with every label right.")
+    for column, label in zip(columns[4:], labels):
+        auc, note = evaluation.ranking.loc[label, "roc_auc"], evaluation.ranking.loc[label, "note"]
+        hint = "Random by design: about 0.5 is the honest result." if label == "indoor" else "Threshold-free."
+        column.metric(f"ROC-AUC {label}", "n/a" if pd.isna(auc) else f"{auc:.3f}", help=note or hint)
+
+
+def report_table(evaluation: runs.Evaluation, thresholds: dict[str, float], labels: tuple[str, ...]) -> None:
+    """sklearn's classification report, formatted as sklearn prints it."""
+    frame = metrics.classification_report_frame(evaluation.y_true, evaluation.y_score, threshold=thresholds, labels=labels)
+    st.dataframe(frame, key="table.report", column_config={
+        "precision": NUMBER(format="%.2f"), "recall": NUMBER(format="%.2f"),
+        "f1-score": NUMBER(format="%.2f"), "support": NUMBER(format="%d"),
+    })
+
+
+def confusion_grid(evaluation: runs.Evaluation, thresholds: dict[str, float], labels: tuple[str, ...]) -> None:
+    matrices = metrics.confusion_matrices(evaluation.y_true, evaluation.y_score, threshold=thresholds, labels=labels)
+    for column, label, matrix in zip(st.columns(len(labels)), labels, matrices):
+        column.plotly_chart(plots.confusion_heatmap(matrix, label), key=f"chart.confusion.{label}")
+
+
+def sweep_grid(evaluation: runs.Evaluation, thresholds: dict[str, float], labels: tuple[str, ...]) -> None:
+    for column, label in zip(st.columns(len(labels)), labels):
+        figure = plots.threshold_sweep_figure(evaluation.sweep, label, threshold=thresholds[label],
+                                              best=evaluation.best_thresholds[label])
+        column.plotly_chart(figure, key=f"chart.sweep.{label}")
+
+
+def score_loaded_run(run: runs.Run) -> None:
+    """A loaded bundle has no test probabilities yet: score the current data's test split once."""
+    config = dataclasses.replace(state.data_config(), image_size=run.image_size)
+    st.info(f"{run.title} has no evaluation yet. Score it on the test split of the current data "
+            f"({describe_data(config)}).")
+    if st.button("Score the test split with this model", key="w.eval.score", icon=":material/calculate:"):
+        try:
+            with st.spinner("Predicting the test split once…"):
+                state.replace_run(run, runs.with_evaluation(run, loaders.load_splits(config)))
+        except (datasets.DatasetUnavailable, ValueError, OSError) as error:
+            st.error(str(error))
+        else:
+            st.rerun()
+
+
+# --- predict page ------------------------------------------------------------------------
+
+
+def model_picker() -> runs.Run | None:
+    """Which of the session's models to use, when there is a choice."""
+    available = state.available_runs()
+    if len(available) > 1:
+        st.session_state["w.predict.model"] = st.session_state[state.ACTIVE]  # follows a newly loaded bundle
+        st.radio("Model", list(available), horizontal=True, key="w.predict.model",
+                 format_func=lambda kind: f"{available[kind].title} ({state.RUN_KINDS[kind]})",
+                 on_change=lambda: state.set_active(st.session_state["w.predict.model"]))
+    return state.active_run()
+
+
+def bundle_uploader(*, expanded: bool) -> None:
+    """Load a run bundle (validated, refused layers never deserialised), if the deployment allows it."""
+    if not settings.allow_bundle_upload():
+        return
+    with st.expander("Load a run bundle (.zip)", expanded=expanded, icon=":material/upload_file:"):
+        upload = st.file_uploader("Run bundle saved by the Train page or `python -m mlcore train`", type=["zip"],
+                                  key="w.predict.bundle")  # limit: server.maxUploadSize
+        if upload is None:
+            return
+        try:
+            with st.spinner("Checking and loading the bundle…"):
+                run, fresh = state.load_bundle(upload.file_id, upload.getvalue(), upload.name)
+        except store.BundleError as error:
+            st.error(f"**{upload.name}**: {error}")
+            return
+        if fresh:
+            st.rerun()  # redraw with the new model everywhere, the sidebar included
+        st.success(f"Loaded **{upload.name}**: labels {', '.join(run.label_names)}, {run.image_size} px images.")
+
+
+def image_inputs() -> list[tuple[str, bytes]]:
+    """Uploaded files and an optional camera picture, as ``(name, bytes)``."""
+    files = st.file_uploader("Images (JPEG, PNG, WebP, BMP, GIF, TIFF)", type=list(IMAGE_TYPES),
+                             accept_multiple_files=True, key="w.predict.images",
+                             max_upload_size=predict.MAX_BYTES // 2**20)
+    sources = [(file.name, file.getvalue()) for file in files or []]
+    if st.toggle("Take a picture with the camera", key="w.predict.camera_on"):
+        photo = st.camera_input("Camera", key="w.predict.camera")
+        if photo is not None:
+            sources.append(("camera photo", photo.getvalue()))
+    return sources
+
+
+def prediction_card(index: int, result: uploads.Scored, thresholds: dict[str, float]) -> None:
+    if result.error:
+        st.error(f"**{result.name}**: {result.error}", icon=":material/broken_image:")
+        return
+    picture, details = st.columns([1, 2], vertical_alignment="center")
+    picture.image(result.image, caption=result.name, width=240)
+    details.markdown(f"**{result.name}** → {badges(result.labels(thresholds))}")
+    details.plotly_chart(plots.probability_bars(result.probabilities, thresholds), key=f"chart.proba.{index}")
+
+
+def predictions_table(results: list[uploads.Scored], thresholds: dict[str, float], labels: tuple[str, ...]) -> None:
+    frame = uploads.table(results, thresholds, labels)
+    probability = st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.3f")
+    st.dataframe(frame, hide_index=True, key="table.predictions", column_config={label: probability for label in labels})
+    st.download_button("Download predictions (CSV)", frame.to_csv(index=False), file_name="predictions.csv",
+                       mime="text/csv", on_click="ignore", icon=":material/download:", key="w.predict.csv")

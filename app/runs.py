@@ -1,0 +1,130 @@
+"""Runs: a model plus everything the pages show about it, computed once.
+
+A :class:`Run` comes from a training job or from an uploaded bundle. Its
+:class:`Evaluation` holds the test-split probabilities and every
+threshold-free result (sweeps, ROC-AUC, F1-best thresholds), so moving a
+threshold slider only re-thresholds cached numbers and never calls the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlcore import metrics, predict, store
+from mlcore.config import DataConfig, TrainConfig
+from mlcore.datasets import Splits
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Evaluation:
+    """Test-split targets and probabilities with their threshold-free results."""
+
+    y_true: np.ndarray
+    y_score: np.ndarray
+    sweep: pd.DataFrame
+    ranking: pd.DataFrame
+    best_thresholds: dict[str, float]
+
+    @classmethod
+    def compute(cls, y_true: np.ndarray, y_score: np.ndarray, labels: tuple[str, ...]) -> "Evaluation":
+        return cls(
+            y_true=y_true, y_score=y_score,
+            sweep=metrics.threshold_sweep(y_true, y_score, labels=labels),
+            ranking=metrics.ranking_scores(y_true, y_score, labels=labels),
+            best_thresholds=metrics.best_thresholds(y_true, y_score, labels=labels),
+        )
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Run:
+    """A usable model and what the app knows about it. Never mutated: replaced."""
+
+    model: Any
+    label_names: tuple[str, ...]
+    image_size: int
+    source: str  # "trained" (this session) or "bundle" (uploaded)
+    title: str
+    metadata: dict
+    evaluation: Evaluation | None = None
+    data_config: DataConfig | None = None
+    train_config: TrainConfig | None = None
+    id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    @property
+    def history(self) -> dict[str, list[float]]:
+        return self.metadata.get("history", {})
+
+    @property
+    def synthetic(self) -> bool:
+        return bool(self.metadata.get("synthetic_data", False))
+
+    @property
+    def default_thresholds(self) -> dict[str, float]:
+        saved = self.metadata.get("thresholds") or {}
+        return {label: float(saved.get(label, 0.5)) for label in self.label_names}
+
+
+def score_test_split(model, splits: Splits) -> Evaluation:
+    """Predict the test split once and precompute everything threshold-free."""
+    y_score = predict.predict_proba(model, splits.test.images)
+    return Evaluation.compute(splits.test.targets, y_score, splits.label_names)
+
+
+def from_training(result, splits: Splits, data_config: DataConfig, train_config: TrainConfig) -> Run:
+    """A run from a finished (or stopped) training result; scores the test split."""
+    evaluation = score_test_split(result.model, splits)
+    default = {label: 0.5 for label in splits.label_names}
+    metadata = store.run_metadata(data_config, train_config, splits, result, thresholds=default,
+                                  test_metrics=test_metrics(evaluation, default, splits.label_names))
+    state = "stopped after" if result.stopped else "trained for"
+    title = f"{train_config.architecture} CNN, {state} {result.epochs_completed}/{train_config.epochs} epochs"
+    return Run(model=result.model, label_names=splits.label_names, image_size=int(splits.test.images.shape[1]),
+               source="trained", title=title, metadata=metadata, evaluation=evaluation,
+               data_config=data_config, train_config=train_config)
+
+
+def from_bundle(bundle: store.RunBundle, file_name: str) -> Run:
+    """A run from a loaded bundle: no evaluation until the user scores a test split."""
+    return Run(model=bundle.model, label_names=bundle.label_names, image_size=bundle.image_size,
+               source="bundle", title=f"bundle {file_name}", metadata=bundle.metadata)
+
+
+def with_evaluation(run: Run, splits: Splits) -> Run:
+    """The same run, scored on ``splits``' test split (labels and image size must match)."""
+    if tuple(splits.label_names) != tuple(run.label_names):
+        raise ValueError(f"The model predicts {list(run.label_names)} but the data has {list(splits.label_names)}.")
+    if int(splits.test.images.shape[1]) != run.image_size:
+        raise ValueError(f"The model takes {run.image_size} px images but the data has {splits.test.images.shape[1]} px.")
+    return dataclasses.replace(run, evaluation=score_test_split(run.model, splits))
+
+
+def test_metrics(evaluation: Evaluation, thresholds: dict[str, float], labels: tuple[str, ...]) -> dict:
+    """The bundle's ``test_metrics`` block at the given thresholds (as the CLI writes it)."""
+    y_true, y_score = evaluation.y_true, evaluation.y_score
+    report = metrics.classification_report_frame(y_true, y_score, threshold=thresholds, labels=labels)
+    return {
+        "report": report.to_dict(orient="index"),
+        "summary": metrics.summary_scores(y_true, y_score, threshold=thresholds, labels=labels),
+        "roc_auc": evaluation.ranking["roc_auc"].to_dict(),
+        "average_precision": evaluation.ranking["average_precision"].to_dict(),
+    }
+
+
+def bundle_bytes(run: Run, thresholds: dict[str, float]) -> bytes:
+    """The run as a bundle carrying the thresholds the user tuned (and metrics at them)."""
+    metadata = {**run.metadata, "thresholds": dict(thresholds)}
+    if run.evaluation is not None:
+        metadata["test_metrics"] = test_metrics(run.evaluation, thresholds, run.label_names)
+    for key in ("format", "version", "versions"):  # bundle_bytes writes these itself
+        metadata.pop(key, None)
+    return store.bundle_bytes(run.model, metadata)
+
+
+def bundle_file_name(run: Run) -> str:
+    architecture = run.train_config.architecture if run.train_config else "model"
+    return f"mlcore-run-{architecture}-{run.id}.zip"

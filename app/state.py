@@ -1,0 +1,213 @@
+"""Per-session state: namespaced keys, initialised once, behind small accessors.
+
+Streamlit drops a widget's state when its page is not shown, so every value
+that must survive a page switch (data settings, runs, thresholds) lives under a
+non-widget ``mlapp.*`` key; widgets use ``w.*`` keys re-seeded from those with
+:func:`bind`. Nothing here is shared between browser sessions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import streamlit as st
+
+from app import jobs, loaders, runs
+from mlcore import store
+from mlcore.config import DataConfig, TrainConfig
+
+DATA_CONFIG = "mlapp.data_config"
+DATA_NOTICE = "mlapp.data_notice"
+TRAIN_CONFIG = "mlapp.train_config"
+JOB = "mlapp.job"
+JOB_MESSAGE = "mlapp.job_message"
+RUNS = "mlapp.runs"  # {"trained": Run | None, "bundle": Run | None}
+ACTIVE = "mlapp.active"  # which of RUNS the pages use
+THRESHOLDS = "mlapp.thresholds"  # {run id: {label: threshold}}
+GLOBAL_THRESHOLD = "mlapp.global_threshold"  # {run id: last value of the global slider}
+BUNDLE_ID = "mlapp.bundle_upload_id"
+PREDICTIONS = "mlapp.predictions"  # {(run id, file digest): uploads.Scored}
+RUN_KINDS = {"trained": "trained in this session", "bundle": "loaded from a bundle"}
+
+
+def _default_data_config() -> DataConfig:
+    if loaders.real_dataset_path(DataConfig()) is not None:
+        return DataConfig(source="real")
+    return DataConfig(source="demo")
+
+
+def init() -> None:
+    """Create this session's keys once; later calls leave them alone."""
+    if DATA_CONFIG not in st.session_state:
+        config = _default_data_config()
+        st.session_state[DATA_CONFIG] = config
+        st.session_state[DATA_NOTICE] = None if config.source == "real" else (
+            "No local copy of the real cats_and_dogs_filtered dataset was found, so the app starts with the "
+            "generated demo set (synthetic drawings). Pick the real dataset below to download it (68 MB)."
+        )
+    defaults = {TRAIN_CONFIG: TrainConfig(), JOB: None, JOB_MESSAGE: None, RUNS: {"trained": None, "bundle": None},
+                ACTIVE: None, THRESHOLDS: {}, GLOBAL_THRESHOLD: {}, BUNDLE_ID: None, PREDICTIONS: {}}
+    for key, value in defaults.items():
+        st.session_state.setdefault(key, value)
+
+
+def bind(widget_key: str, value) -> str:
+    """Seed a widget key from a persistent value when Streamlit has dropped it."""
+    if widget_key not in st.session_state:
+        st.session_state[widget_key] = value
+    return widget_key
+
+
+# --- data -----------------------------------------------------------------------------
+
+
+def data_config() -> DataConfig:
+    return st.session_state[DATA_CONFIG]
+
+
+def set_data_config(config: DataConfig) -> None:
+    st.session_state[DATA_CONFIG] = config
+    st.session_state[DATA_NOTICE] = None
+
+
+def use_demo_data() -> None:
+    """Switch to the generated demo set, keeping the other settings (a button callback)."""
+    set_data_config(dataclasses.replace(data_config(), source="demo", folder=None))
+    st.session_state.pop("w.data.source", None)  # re-seeded from the new config
+
+
+def data_notice() -> str | None:
+    return st.session_state[DATA_NOTICE]
+
+
+# --- training ---------------------------------------------------------------------------
+
+
+def train_config() -> TrainConfig:
+    return st.session_state[TRAIN_CONFIG]
+
+
+def job() -> jobs.TrainingJob | None:
+    return st.session_state[JOB]
+
+
+def start_training(config: TrainConfig) -> jobs.TrainingJob:
+    """Start this session's one job on the current data. Raises ``RuntimeError``
+    (job running, server limit), ``DatasetUnavailable`` or ``ValueError``."""
+    st.session_state[TRAIN_CONFIG] = config
+    if job() is not None:
+        raise RuntimeError("A training job is already running in this session: stop it or wait for it to end.")
+    splits = loaders.load_splits(data_config())
+    if len(splits.train) == 0:
+        raise ValueError("The training split is empty: use more images.")
+    st.session_state[JOB] = jobs.TrainingJob(splits, data_config(), config).start()
+    st.session_state[JOB_MESSAGE] = None
+    return st.session_state[JOB]
+
+
+def collect_finished_job() -> None:
+    """Move a finished job's run into the session (called at the top of every run)."""
+    current = job()
+    status = current.status() if current is not None else None
+    if status is None or not status.done:
+        return
+    st.session_state[JOB] = None
+    if current.run is None:
+        st.session_state[JOB_MESSAGE] = ("error", status.error or "Training failed.")
+        return
+    set_run("trained", current.run)
+    st.session_state[JOB_MESSAGE] = (
+        ("warning", "Training was stopped; the partially trained model is kept and evaluated.")
+        if status.phase == "stopped" else ("success", "Training finished.")
+    )
+
+
+def job_message() -> tuple[str, str] | None:
+    return st.session_state[JOB_MESSAGE]
+
+
+# --- runs and thresholds --------------------------------------------------------------------
+
+
+def set_run(kind: str, run: runs.Run) -> None:
+    st.session_state[RUNS][kind] = run
+    st.session_state[ACTIVE] = kind
+
+
+def available_runs() -> dict[str, runs.Run]:
+    return {kind: run for kind, run in st.session_state[RUNS].items() if run is not None}
+
+
+def active_run() -> runs.Run | None:
+    active = st.session_state[ACTIVE]
+    return st.session_state[RUNS].get(active) if active else None
+
+
+def set_active(kind: str) -> None:
+    if st.session_state[RUNS].get(kind) is not None:
+        st.session_state[ACTIVE] = kind
+
+
+def trained_run() -> runs.Run | None:
+    return st.session_state[RUNS]["trained"]
+
+
+def thresholds(run: runs.Run) -> dict[str, float]:
+    return dict(st.session_state[THRESHOLDS].setdefault(run.id, run.default_thresholds))
+
+
+def global_threshold(run: runs.Run) -> float:
+    values = list(thresholds(run).values())
+    fallback = values[0] if len(set(values)) == 1 else 0.5
+    return st.session_state[GLOBAL_THRESHOLD].setdefault(run.id, fallback)
+
+
+def threshold_key(run: runs.Run, label: str) -> str:
+    return f"w.thr.{run.id}.{label}"
+
+
+def global_threshold_key(run: runs.Run) -> str:
+    return f"w.thr.{run.id}.__all__"
+
+
+def _move_slider(key: str, value: float) -> None:
+    """Set a slider from code, only when it differs: writing a widget's key sends
+    the value to the browser, which would undo moves the user made meanwhile."""
+    current = st.session_state.get(key)
+    if current is None or abs(current - value) > 1e-9:
+        st.session_state[key] = value
+
+
+def set_thresholds(run: runs.Run, values: dict[str, float]) -> None:
+    """Store per-label thresholds and move their sliders (safe inside widget callbacks)."""
+    merged = {**thresholds(run), **{label: round(float(v), 2) for label, v in values.items()}}
+    st.session_state[THRESHOLDS][run.id] = merged
+    for label, value in merged.items():
+        _move_slider(threshold_key(run, label), value)
+
+
+def set_global_threshold(run: runs.Run, value: float) -> None:
+    value = round(float(value), 2)
+    st.session_state[GLOBAL_THRESHOLD][run.id] = value
+    _move_slider(global_threshold_key(run), value)
+    set_thresholds(run, {label: value for label in run.label_names})
+
+
+def load_bundle(upload_id: str, data: bytes, file_name: str) -> tuple[runs.Run, bool]:
+    """Validate and load an uploaded bundle once per upload: ``(run, newly loaded)``.
+    Raises ``BundleError``."""
+    current = st.session_state[RUNS]["bundle"]
+    if current is not None and st.session_state[BUNDLE_ID] == upload_id:
+        return current, False
+    jobs.prepare_keras()
+    run = runs.from_bundle(store.load_bundle(data), file_name)
+    st.session_state[BUNDLE_ID] = upload_id
+    set_run("bundle", run)
+    return run, True
+
+
+def replace_run(old: runs.Run, new: runs.Run) -> None:
+    """Swap a run for an updated copy (same id, so thresholds carry over)."""
+    for kind, run in st.session_state[RUNS].items():
+        if run is old:
+            st.session_state[RUNS][kind] = new

@@ -1,0 +1,29 @@
+"""Data: choose the images and the simulated labels, and look at them."""
+
+import streamlit as st
+
+from app import loaders, render, state
+from mlcore.datasets import DatasetUnavailable
+
+render.page_frame()
+st.title("Data")
+st.caption("Pick the images, how many, their size and how often the random 'indoor' tag is drawn. "
+           "Every image gets the labels dog, cat and indoor.")
+if notice := state.data_notice():
+    st.info(notice, icon=":material/info:")
+render.data_settings()
+
+config = state.data_config()
+st.markdown(f"Current data: {render.describe_data(config)}")
+if config.source == "demo":
+    st.warning(render.SYNTHETIC_NOTE, icon=":material/draw:")
+if config.source == "real" and loaders.real_dataset_path(config) is None:
+    render.real_dataset_missing()
+else:
+    try:
+        render.data_overview(loaders.data_overview(config))
+    except (DatasetUnavailable, ValueError, OSError) as error:  # offline, bad folder, unreadable files
+        st.error(str(error))
+        st.button("Use the demo set instead", on_click=state.use_demo_data, key="w.data.fallback_demo")
+    else:
+        render.page_link("pages/train.py")

@@ -1,0 +1,28 @@
+"""Evaluate: tune the decision thresholds and see every metric follow instantly."""
+
+import streamlit as st
+
+from app import render, state
+
+render.page_frame()
+st.title("Evaluate")
+run = state.active_run()
+if run is None:
+    st.info("There is no model to evaluate yet. Train one first, or load a run bundle on the Predict page.")
+    render.page_link("pages/train.py")
+elif run.evaluation is None:
+    render.score_loaded_run(run)
+else:
+    labels, evaluation = run.label_names, run.evaluation
+    st.caption(f"{run.title}, on {len(evaluation.y_true):,} held-out test images. Every number below is "
+               "recomputed from the stored test probabilities: moving a slider never calls the model.")
+    if run.synthetic:
+        st.warning("Evaluated on the SYNTHETIC demo set.", icon=":material/draw:")
+    thresholds = render.threshold_controls(run)
+    render.summary_metrics(evaluation, thresholds, labels)
+    st.subheader("Classification report")
+    render.report_table(evaluation, thresholds, labels)
+    st.subheader("Confusion matrices")
+    render.confusion_grid(evaluation, thresholds, labels)
+    st.subheader("Precision, recall and F1 against the threshold")
+    render.sweep_grid(evaluation, thresholds, labels)

@@ -1,0 +1,31 @@
+"""Train: settings, a background training job with live progress, and the result."""
+
+import streamlit as st
+
+from app import render, state
+from mlcore.datasets import DatasetUnavailable
+
+render.page_frame()
+st.title("Train")
+st.markdown(f"Training data: {render.describe_data(state.data_config())} (change it on the Data page)")
+
+config = render.train_form(disabled=state.job() is not None)
+if config is not None:
+    try:
+        state.start_training(config)
+    except (RuntimeError, DatasetUnavailable, ValueError, OSError) as error:  # job running, server limit, data
+        st.error(str(error))
+    else:
+        st.rerun()  # redraw at once with the form locked and the live progress
+
+if message := state.job_message():
+    {"success": st.success, "warning": st.warning, "error": st.error}[message[0]](message[1])
+if state.job() is not None:
+    render.training_progress()
+elif run := state.trained_run():
+    st.subheader(run.title)
+    render.run_summary(run)
+    render.page_link("pages/evaluate.py")
+else:
+    st.info("No model yet: choose the settings above and start training. "
+            "Training runs in the background, so you can keep using the app.")

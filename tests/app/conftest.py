@@ -1,0 +1,142 @@
+"""AppTest fixtures: the real entry script, driven through its widgets.
+
+Every test starts from ``streamlit_app.py`` (as ``streamlit run`` does) and moves
+between pages with ``switch_page``. Training uses the small generated demo set
+(120 images at 64 px), so a 2-epoch run takes seconds on two cores. The user's
+steps are methods of :class:`Ui`, handed to tests by the ``ui`` fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+ENTRY = ROOT / "streamlit_app.py"
+RUN_TIMEOUT = 120  # seconds per script run: TensorFlow imports and model calls are slow
+TRAIN_TIMEOUT = 300
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _navigation_mode():
+    """Keep AppTest in ``st.navigation`` mode, as a running server is.
+
+    A server flips ``PagesManager.uses_pages_directory`` to False the first time
+    the entry script calls ``st.navigation`` and keeps it. AppTest (1.67) resets
+    the flag before every run, and because our pages live in ``pages/`` it would
+    then run a page file alone, skipping the entry script (state, sidebar, job
+    collection). Session-scoped so module-scoped app fixtures get it too.
+    """
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    PagesManager.__init__ = init
+    yield
+    PagesManager.__init__ = original
+
+
+class Ui:
+    """What a user does in the browser, as test steps."""
+
+    @staticmethod
+    def new_app() -> AppTest:
+        """A fresh browser session on the app's default page."""
+        return AppTest.from_file(str(ENTRY), default_timeout=RUN_TIMEOUT).run()
+
+    @staticmethod
+    def open_page(at: AppTest, name: str) -> AppTest:
+        return at.switch_page(f"pages/{name}.py").run()
+
+    @staticmethod
+    def apply_data_settings(at: AppTest, *, source="demo", count=120, size=64, indoor=None, seed=None,
+                            folder=None) -> AppTest:
+        """Fill in the Data page form and apply it."""
+        Ui.open_page(at, "data")
+        at.radio(key="w.data.source").set_value(source)
+        at.number_input(key="w.data.count").set_value(count)
+        at.select_slider(key="w.data.size").set_value(size)
+        if indoor is not None:
+            at.slider(key="w.data.indoor").set_value(indoor)
+        if seed is not None:
+            at.number_input(key="w.data.seed").set_value(seed)
+        if folder is not None:
+            at.text_input(key="w.data.folder").set_value(folder)
+        return at.button(key="w.data.apply").click().run()
+
+    @staticmethod
+    def start_training(at: AppTest, *, epochs=2, batch_size=16, architecture="seed") -> AppTest:
+        """Fill in the Train page form and submit it."""
+        Ui.open_page(at, "train")
+        at.number_input(key="w.train.epochs").set_value(epochs)
+        at.select_slider(key="w.train.batch").set_value(batch_size)
+        at.radio(key="w.train.architecture").set_value(architecture)
+        return at.button(key="w.train.start").click().run()
+
+    @staticmethod
+    def wait_until(at: AppTest, condition, timeout: float = TRAIN_TIMEOUT) -> AppTest:
+        """Rerun, as the live fragments do, until ``condition(at)`` holds."""
+        deadline = time.monotonic() + timeout
+        while not condition(at):
+            assert time.monotonic() < deadline, "the app did not get there in time"
+            assert not at.exception, at.exception
+            time.sleep(0.3)
+            at.run()
+        return at
+
+    @staticmethod
+    def wait_for_training(at: AppTest) -> AppTest:
+        """Until the session's job has ended and its run was collected."""
+        return Ui.wait_until(at, lambda app: app.session_state["mlapp.job"] is None)
+
+    @staticmethod
+    def train_small_model(epochs: int = 2) -> AppTest:
+        """A session that went Data -> Train through the widgets and has a trained run."""
+        at = Ui.new_app()
+        Ui.apply_data_settings(at)
+        Ui.start_training(at, epochs=epochs)
+        assert not at.exception, at.exception
+        return Ui.wait_for_training(at)
+
+    @staticmethod
+    def plotly_figures(at: AppTest) -> list[dict]:
+        """Every Plotly chart on the current page, as figure JSON, in page order."""
+        return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+    @staticmethod
+    def figure_titled(at: AppTest, title: str) -> dict:
+        for figure in Ui.plotly_figures(at):
+            if (figure.get("layout", {}).get("title") or {}).get("text") == title:
+                return figure
+        raise AssertionError(f"no chart titled {title!r} on the page")
+
+    @staticmethod
+    def real_jpeg() -> Path:
+        """A real photo from the dataset under MLCORE_DATA_DIR, or skip saying why."""
+        data_dir = os.environ.get("MLCORE_DATA_DIR")
+        if not data_dir:
+            pytest.skip("MLCORE_DATA_DIR is not set: no real photo to upload")
+        folder = Path(data_dir) / "cats_and_dogs_filtered" / "validation" / "cats"
+        photos = sorted(folder.glob("*.jpg"))
+        if not photos:
+            pytest.skip(f"no JPEGs under {folder}: the real dataset is not available here")
+        return photos[0]
+
+
+@pytest.fixture
+def ui() -> type[Ui]:
+    return Ui
+
+
+@pytest.fixture(scope="module")
+def trained_app() -> AppTest:
+    """One session per test module that trained a small model through the forms."""
+    return Ui.train_small_model()

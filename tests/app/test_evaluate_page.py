@@ -1,0 +1,131 @@
+"""The Evaluate page: thresholds drive every number, all from the stored test probabilities."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlcore import datasets, metrics, predict
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def scores(trained_app):
+    """The test split's targets and the trained model's probabilities, computed here with mlcore."""
+    run = trained_app.session_state["mlapp.runs"]["trained"]
+    splits = datasets.load_splits(run.data_config)
+    return splits.test.targets, predict.predict_proba(run.model, splits.test.images), splits.label_names
+
+
+@pytest.fixture
+def evaluate(trained_app, ui):
+    at = ui.open_page(trained_app, "evaluate")
+    at.button(key="w.eval.reset").click().run()
+    assert not at.exception
+    return at
+
+
+def shown_report(at) -> pd.DataFrame:
+    return at.dataframe[0].value  # the only table on the page
+
+
+def expected_report(scores, threshold) -> pd.DataFrame:
+    y_true, y_score, labels = scores
+    return metrics.classification_report_frame(y_true, y_score, threshold=threshold, labels=labels)
+
+
+def label_slider(at, label):
+    return next(s for s in at.slider if s.label == f"Threshold for {label}")
+
+
+def test_the_report_is_mlcores_and_follows_the_global_threshold(evaluate, scores):
+    at = evaluate
+    pd.testing.assert_frame_equal(shown_report(at), expected_report(scores, 0.5), atol=1e-9)
+    assert list(shown_report(at).index) == ["dog", "cat", "indoor", "micro avg", "macro avg", "weighted avg", "samples avg"]
+
+    moved = next(t for t in (0.3, 0.7, 0.1, 0.9, 0.02, 0.98)
+                 if not expected_report(scores, t).equals(expected_report(scores, 0.5)))
+    at.slider(key=next(s.key for s in at.slider if s.label.startswith("Global"))).set_value(moved).run()
+
+    assert not at.exception
+    pd.testing.assert_frame_equal(shown_report(at), expected_report(scores, moved), atol=1e-9)
+    assert not shown_report(at).equals(expected_report(scores, 0.5))
+    assert all(label_slider(at, label).value == pytest.approx(moved) for label in scores[2])
+
+
+def test_per_label_thresholds_drive_the_report_and_summary(evaluate, scores):
+    at = evaluate
+    label_slider(at, "dog").set_value(0.35).run()
+    label_slider(at, "indoor").set_value(0.8).run()
+    thresholds = {"dog": 0.35, "cat": 0.5, "indoor": 0.8}
+
+    pd.testing.assert_frame_equal(shown_report(at), expected_report(scores, thresholds), atol=1e-9)
+    y_true, y_score, labels = scores
+    summary = metrics.summary_scores(y_true, y_score, threshold=thresholds, labels=labels)
+    shown = {metric.label: metric.value for metric in at.metric}
+    assert shown["Micro F1"] == f"{summary['micro_f1']:.3f}"
+    assert shown["Macro F1"] == f"{summary['macro_f1']:.3f}"
+    assert shown["Hamming loss"] == f"{summary['hamming_loss']:.3f}"
+    assert shown["Subset accuracy"] == f"{summary['subset_accuracy']:.3f}"
+    auc = metrics.ranking_scores(y_true, y_score, labels=labels)["roc_auc"]
+    assert shown["ROC-AUC dog"] == f"{auc['dog']:.3f}"
+
+
+def test_confusion_heatmaps_name_and_count_every_cell(evaluate, scores, ui):
+    at = evaluate
+    y_true, y_score, labels = scores
+    matrices = metrics.confusion_matrices(y_true, y_score, threshold=0.5, labels=labels)
+    heatmaps = [figure for figure in ui.plotly_figures(at) if figure["data"][0]["type"] == "heatmap"]
+    assert [figure["layout"]["title"]["text"] for figure in heatmaps] == list(labels)
+    for figure, matrix in zip(heatmaps, matrices):
+        text = figure["data"][0]["text"]
+        for (row, column), name in np.ndenumerate(np.array([["TN", "FP"], ["FN", "TP"]])):
+            cell = text[row][column]
+            assert cell.startswith(f"<b>{name}</b><br>{matrix[row, column]:,}<br>")
+            assert cell.endswith(f"{matrix[row, column] / matrix.sum() * 100:.1f}%")
+
+
+def test_f1_best_button_sets_each_label_and_the_sweeps_mark_it(evaluate, scores, ui):
+    at = evaluate
+    y_true, y_score, labels = scores
+    best = metrics.best_thresholds(y_true, y_score, labels=labels)
+    at.button(key="w.eval.best").click().run()
+
+    assert {label: label_slider(at, label).value for label in labels} == pytest.approx(best)
+    pd.testing.assert_frame_equal(shown_report(at), expected_report(scores, best), atol=1e-9)
+    sweeps = [figure for figure in ui.plotly_figures(at) if figure["data"][0].get("mode") == "lines"
+              and figure["layout"].get("xaxis", {}).get("title", {}).get("text") == "threshold"]
+    assert len(sweeps) == len(labels)
+    for figure, label in zip(sweeps, labels):
+        current = [shape["x0"] for shape in figure["layout"]["shapes"]]
+        assert current[0] == pytest.approx(best[label])
+
+
+def test_thresholds_survive_a_page_switch_and_reach_the_predict_page(evaluate, ui):
+    at = evaluate
+    label_slider(at, "cat").set_value(0.42).run()
+    ui.open_page(at, "predict")
+    assert any("cat 0.42" in caption.value for caption in at.caption)
+    ui.open_page(at, "evaluate")
+    assert label_slider(at, "cat").value == pytest.approx(0.42)
+
+
+def test_without_a_model_the_page_says_how_to_get_one(ui):
+    at = ui.open_page(ui.new_app(), "evaluate")
+    assert not at.exception
+    assert any("Train one first" in info.value for info in at.info)
+
+
+def test_moving_thresholds_never_calls_the_model(evaluate, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the Evaluate page called the model")
+
+    monkeypatch.setattr(predict, "predict_proba", refuse)
+    at = evaluate
+    for value in (0.2, 0.6):
+        at.slider(key=next(s.key for s in at.slider if s.label.startswith("Global"))).set_value(value).run()
+        assert not at.exception
+    at.button(key="w.eval.best").click().run()
+    assert not at.exception

@@ -1,0 +1,147 @@
+"""The Predict page: real photos, bad files one by one, camera, CSV, and run bundles."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from app import runs
+from mlcore import predict
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def expected_probabilities(run, data: bytes) -> np.ndarray:
+    image = predict.to_model_input(predict.load_image(data), run.image_size)
+    return predict.predict_proba(run.model, image[None])[0]
+
+
+def png_bytes(size=(50, 40)) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((*size[::-1], 3), 200, np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def predictions(at) -> pd.DataFrame:
+    return at.dataframe[0].value  # the only table on the page
+
+
+def test_without_a_model_the_page_says_how_to_get_one(ui):
+    at = ui.open_page(ui.new_app(), "predict")
+    assert not at.exception
+    assert any("No model yet" in info.value and "Train" in info.value for info in at.info)
+    assert "w.predict.images" not in [uploader.key for uploader in at.file_uploader]
+
+
+def test_a_real_photo_gets_three_probabilities_and_bad_files_their_own_message(trained_app, ui):
+    photo = ui.real_jpeg()
+    data = photo.read_bytes()
+    at = ui.open_page(trained_app, "predict")
+    at.file_uploader(key="w.predict.images").set_value([
+        (photo.name, data, "image/jpeg"),
+        ("truncated.jpg", data[: len(data) // 3], "image/jpeg"),
+        ("notes.png", b"this is not an image at all", "image/png"),
+        ("empty.gif", b"", "image/gif"),
+        ("drawing.png", png_bytes(), "image/png"),
+    ]).run()
+
+    assert not at.exception
+    run = at.session_state["mlapp.runs"]["trained"]
+    table = predictions(at).set_index("file")
+    assert list(table.index) == [photo.name, "truncated.jpg", "notes.png", "empty.gif", "drawing.png"]
+    expected = expected_probabilities(run, data)
+    np.testing.assert_allclose(table.loc[photo.name, ["dog", "cat", "indoor"]].to_numpy(float), expected, atol=1e-5)
+    assert ((expected >= 0) & (expected <= 1)).all()
+    thresholds = at.session_state["mlapp.thresholds"][run.id]
+    passing = [label for label, p in zip(run.label_names, expected) if p >= thresholds[label]]
+    assert table.loc[photo.name, "predicted"] == (", ".join(passing) or "none of the labels")
+
+    errors = {error.value.split("**")[1]: error.value for error in at.error}
+    assert set(errors) == {"truncated.jpg", "notes.png", "empty.gif"}
+    assert "truncated" in errors["truncated.jpg"]
+    assert "Not a supported image" in errors["notes.png"]
+    assert "empty" in errors["empty.gif"]
+    assert table.loc["truncated.jpg", ["dog", "cat", "indoor"]].isna().all()
+    assert len(at.image) == 2, "both readable images are shown"
+    bars = [figure for figure in ui.plotly_figures(at) if figure["data"][0]["type"] == "bar"]
+    assert bars[0]["data"][0]["x"] == pytest.approx(list(expected), abs=1e-5)
+    assert [shape["x0"] for shape in bars[0]["layout"]["shapes"]] == pytest.approx(list(thresholds.values()))
+    assert at.get("download_button"), "the table can be downloaded as CSV"
+
+
+def test_a_camera_picture_is_predicted_too(trained_app, ui):
+    photo = ui.real_jpeg()
+    at = ui.open_page(trained_app, "predict")
+    at.toggle(key="w.predict.camera_on").set_value(True).run()
+    at.camera_input(key="w.predict.camera").set_value(("shot.jpg", photo.read_bytes(), "image/jpeg")).run()
+
+    assert not at.exception
+    assert "camera photo" in list(predictions(at)["file"])
+
+
+@pytest.fixture(scope="module")
+def bundle(trained_app) -> bytes:
+    """The trained run as the Train page's download button would hand it out."""
+    run = trained_app.session_state["mlapp.runs"]["trained"]
+    return runs.bundle_bytes(run, {"dog": 0.4, "cat": 0.6, "indoor": 0.5})
+
+
+def test_a_downloaded_bundle_loads_in_a_new_session_and_predicts_the_same(trained_app, bundle, ui):
+    run = trained_app.session_state["mlapp.runs"]["trained"]
+    thresholds = {"dog": 0.4, "cat": 0.6, "indoor": 0.5}
+    data = png_bytes((64, 64))
+
+    at = ui.open_page(ui.new_app(), "predict")
+    at.file_uploader(key="w.predict.bundle").set_value(("bad.zip", b"PK but not really", "application/zip")).run()
+    assert not at.exception
+    assert any("bad.zip" in error.value and "not a zip" in error.value for error in at.error)
+
+    at.file_uploader(key="w.predict.bundle").set_value(("run.zip", bundle, "application/zip")).run()
+    assert not at.exception
+    assert any("Loaded **run.zip**" in success.value for success in at.success)
+    loaded = at.session_state["mlapp.runs"]["bundle"]
+    assert at.session_state["mlapp.thresholds"].get(loaded.id, loaded.default_thresholds) == thresholds
+    at.file_uploader(key="w.predict.images").set_value(("square.png", data, "image/png")).run()
+    shown = predictions(at).set_index("file").loc["square.png", ["dog", "cat", "indoor"]].to_numpy(float)
+    np.testing.assert_allclose(shown, expected_probabilities(run, data), atol=1e-5)
+
+
+def test_bundle_upload_can_be_switched_off(ui, monkeypatch):
+    monkeypatch.setenv("MLCORE_ALLOW_BUNDLE_UPLOAD", "false")
+    at = ui.open_page(ui.new_app(), "predict")
+    assert not at.exception
+    assert "w.predict.bundle" not in [uploader.key for uploader in at.file_uploader]
+    assert not any("bundle" in info.value for info in at.info)
+
+
+def test_a_loaded_bundle_is_scored_once_on_the_evaluate_page(trained_app, bundle, ui):
+    trained = trained_app.session_state["mlapp.runs"]["trained"]
+    at = ui.new_app()
+    ui.apply_data_settings(at)  # the same demo data the bundle was trained on
+    ui.open_page(at, "predict")
+    at.file_uploader(key="w.predict.bundle").set_value(("run.zip", bundle, "application/zip")).run()
+    ui.open_page(at, "evaluate")
+    assert any("no evaluation yet" in info.value for info in at.info)
+
+    at.button(key="w.eval.score").click().run()
+    assert not at.exception
+    loaded = at.session_state["mlapp.runs"]["bundle"]
+    np.testing.assert_allclose(loaded.evaluation.y_score, trained.evaluation.y_score, atol=1e-5)
+    assert at.dataframe, "the report is shown"
+
+
+def test_with_a_trained_and_a_loaded_model_the_user_picks_one(trained_app, bundle, ui):
+    at = ui.open_page(trained_app, "predict")
+    at.file_uploader(key="w.predict.bundle").set_value(("run.zip", bundle, "application/zip")).run()
+    picker = at.radio(key="w.predict.model")
+    assert len(picker.options) == 2
+    assert at.session_state["mlapp.active"] == "bundle"
+
+    picker.set_value("trained").run()
+    assert at.session_state["mlapp.active"] == "trained"
+    assert any("trained in this session" in caption.value for caption in at.sidebar.caption)
+    at.file_uploader(key="w.predict.bundle").set_value(None).run()
