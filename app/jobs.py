@@ -89,6 +89,9 @@ def prepare_keras() -> None:
     """
     import keras
 
+    from mlcore import runtime
+
+    runtime.configure_threads()  # before TensorFlow's pools start: size them to the cgroup quota
     original = keras.backend.clear_session
     if getattr(original, "mlapp_shield", False):
         return

@@ -73,7 +73,7 @@ def seconds(value: float | None) -> str:
 # --- frame and sidebar ------------------------------------------------------------------------
 
 
-def page_frame() -> None:
+def page_frame(page_file: str) -> None:
     """Page settings, this session's state, a finished job collected, and the sidebar.
 
     Every page calls it first, rather than the entry script, so a page that
@@ -81,6 +81,7 @@ def page_frame() -> None:
     """
     st.set_page_config(page_title="Cats, dogs & indoor: multi-label CNN", page_icon=":material/pets:", layout="wide")
     state.init()
+    state.enter_page(page_file)
     state.collect_finished_job()
     sidebar()
 
@@ -120,21 +121,21 @@ def data_settings() -> None:
     count = config.demo_images if config.source == "demo" else (config.n_images or REAL_TRAIN_IMAGES)
     with st.form("data_settings"):
         source = st.radio("Source", list(SOURCE_LABELS), format_func=SOURCE_LABELS.get, horizontal=True,
-                          key=state.bind("w.data.source", config.source))
+                          index=list(SOURCE_LABELS).index(config.source), key=state.widget_key("data", "source"))
         folder = st.text_input("Folder path (for a local folder: one subfolder per class, e.g. cats/ and dogs/)",
-                               key=state.bind("w.data.folder", config.folder or ""))
+                               value=config.folder or "", key=state.widget_key("data", "folder"))
         left, right = st.columns(2)
         count = left.number_input("Number of images", min_value=8, max_value=10_000, step=40,
-                                  key=state.bind("w.data.count", count))
+                                  value=count, key=state.widget_key("data", "count"))
         size = right.select_slider("Image size (pixels)", options=IMAGE_SIZES,
-                                   key=state.bind("w.data.size", config.image_size))
+                                   value=config.image_size, key=state.widget_key("data", "size"))
         left.caption("Demo set: images generated in all. Real dataset or folder: training images used "
                      "(a stratified subset; the real set has 2,000). The test split is never cut.")
         right.caption("The seed network's size grows with the square of this.")
         indoor = left.slider("Probability of the random 'indoor' tag", 0.0, 1.0, step=0.05,
-                             key=state.bind("w.data.indoor", config.indoor_probability))
+                             value=config.indoor_probability, key=state.widget_key("data", "indoor"))
         seed = right.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1,
-                                  key=state.bind("w.data.seed", config.seed))
+                                  value=config.seed, key=state.widget_key("data", "seed"))
         applied = st.form_submit_button("Apply settings", type="primary", key="w.data.apply")
     if not applied:
         return
@@ -191,17 +192,18 @@ def train_form(disabled: bool) -> TrainConfig | None:
     with st.form("train_settings"):
         first, second, third = st.columns(3)
         epochs = first.number_input("Epochs", min_value=1, max_value=100, step=1,
-                                    key=state.bind("w.train.epochs", config.epochs))
+                                    value=config.epochs, key=state.widget_key("train", "epochs"))
         batch_size = second.select_slider("Batch size", options=BATCH_SIZES,
-                                          key=state.bind("w.train.batch", config.batch_size))
+                                          value=config.batch_size, key=state.widget_key("train", "batch"))
         learning_rate = third.select_slider("Learning rate", options=LEARNING_RATES, format_func=lambda v: f"{v:g}",
-                                            key=state.bind("w.train.lr", config.learning_rate))
+                                            value=config.learning_rate, key=state.widget_key("train", "lr"))
         architecture = st.radio("Architecture", ARCHITECTURES, format_func=ARCHITECTURE_LABELS.get, horizontal=True,
-                                key=state.bind("w.train.architecture", config.architecture))
+                                index=ARCHITECTURES.index(config.architecture),
+                                key=state.widget_key("train", "architecture"))
         augmentation = st.checkbox("Augmentation: random flips, rotations and zoom (compact network only)",
-                                   key=state.bind("w.train.augmentation", config.augmentation))
+                                   value=config.augmentation, key=state.widget_key("train", "augmentation"))
         seed = st.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1,
-                               key=state.bind("w.train.seed", config.seed))
+                               value=config.seed, key=state.widget_key("train", "seed"))
         submitted = st.form_submit_button("Start training", type="primary", disabled=disabled,
                                           icon=":material/play_arrow:", key="w.train.start")
     if not submitted:
@@ -294,10 +296,10 @@ def threshold_controls(run: runs.Run) -> dict[str, float]:
     """A global slider, one slider per label, F1-best and reset buttons; returns the thresholds."""
     current = state.thresholds(run)
     st.slider("Global threshold (sets every label)", 0.0, 1.0, step=0.01, on_change=_global_changed, args=(run,),
-              key=state.bind(state.global_threshold_key(run), state.global_threshold(run)))
+              key=state.seed_slider(state.global_threshold_key(run), state.global_threshold(run)))
     for column, label in zip(st.columns(len(run.label_names)), run.label_names):
         column.slider(f"Threshold for {label}", 0.0, 1.0, step=0.01, on_change=_threshold_changed, args=(run, label),
-                      key=state.bind(state.threshold_key(run, label), current[label]))
+                      key=state.seed_slider(state.threshold_key(run, label), current[label]))
     left, right = st.columns(2)
     best = run.evaluation.best_thresholds
     left.button("Use each label's F1-best threshold", on_click=state.set_thresholds, args=(run, best),

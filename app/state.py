@@ -2,8 +2,8 @@
 
 Streamlit drops a widget's state when its page is not shown, so every value
 that must survive a page switch (data settings, runs, thresholds) lives under a
-non-widget ``mlapp.*`` key; widgets use ``w.*`` keys re-seeded from those with
-:func:`bind`. Nothing here is shared between browser sessions.
+non-widget ``mlapp.*`` key; widgets (keys from :func:`widget_key`) take those
+values as their declared defaults. Nothing here is shared between browser sessions.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ ACTIVE = "mlapp.active"  # which of RUNS the pages use
 THRESHOLDS = "mlapp.thresholds"  # {run id: {label: threshold}}
 GLOBAL_THRESHOLD = "mlapp.global_threshold"  # {run id: last value of the global slider}
 BUNDLE_ID = "mlapp.bundle_upload_id"
+WIDGET_REVISIONS = "mlapp.widget_revisions"  # {widget group: revision}
+PAGE = "mlapp.page"  # the page shown last, and how many page visits so far
+
 PREDICTIONS = "mlapp.predictions"  # {(run id, file digest): uploads.Scored}
 RUN_KINDS = {"trained": "trained in this session", "bundle": "loaded from a bundle"}
 
@@ -46,16 +49,38 @@ def init() -> None:
             "generated demo set (synthetic drawings). Pick the real dataset below to download it (68 MB)."
         )
     defaults = {TRAIN_CONFIG: TrainConfig(), JOB: None, JOB_MESSAGE: None, RUNS: {"trained": None, "bundle": None},
-                ACTIVE: None, THRESHOLDS: {}, GLOBAL_THRESHOLD: {}, BUNDLE_ID: None, PREDICTIONS: {}}
+                ACTIVE: None, THRESHOLDS: {}, GLOBAL_THRESHOLD: {}, BUNDLE_ID: None, PREDICTIONS: {},
+                WIDGET_REVISIONS: {}, PAGE: ("", 0)}
     for key, value in defaults.items():
         st.session_state.setdefault(key, value)
 
 
-def bind(widget_key: str, value) -> str:
-    """Seed a widget key from a persistent value when Streamlit has dropped it."""
-    if widget_key not in st.session_state:
-        st.session_state[widget_key] = value
-    return widget_key
+def widget_key(group: str, name: str) -> str:
+    """The key of a widget in ``group``: stable until :func:`renew_widgets` is called.
+
+    Widgets get their persistent value as their declared default (``value=``), never
+    through a Session State write: a browser that remounts a widget (after a page
+    switch) falls back to the declared default, so that default must be the real one.
+    """
+    revision = st.session_state[WIDGET_REVISIONS].get(group, 0)
+    return f"w.{group}.{name}" + (f"~{revision}" if revision else "")
+
+
+def enter_page(page_file: str) -> None:
+    """Count page visits: widgets keyed by the visit start fresh from current values."""
+    name, visits = st.session_state[PAGE]
+    if name != page_file:
+        st.session_state[PAGE] = (page_file, visits + 1)
+
+
+def renew_widgets(group: str) -> None:
+    """New identities for a group's widgets, so they show values changed by code.
+
+    Writing a widget's key from code would also work, but it races with what the
+    browser sends back; a new widget simply starts from its declared default.
+    """
+    revisions = st.session_state[WIDGET_REVISIONS]
+    revisions[group] = revisions.get(group, 0) + 1
 
 
 # --- data -----------------------------------------------------------------------------
@@ -73,7 +98,7 @@ def set_data_config(config: DataConfig) -> None:
 def use_demo_data() -> None:
     """Switch to the generated demo set, keeping the other settings (a button callback)."""
     set_data_config(dataclasses.replace(data_config(), source="demo", folder=None))
-    st.session_state.pop("w.data.source", None)  # re-seeded from the new config
+    renew_widgets("data")  # the form shows the new source
 
 
 def data_notice() -> str | None:
@@ -163,16 +188,31 @@ def global_threshold(run: runs.Run) -> float:
 
 
 def threshold_key(run: runs.Run, label: str) -> str:
-    return f"w.thr.{run.id}.{label}"
+    return f"w.thr.{run.id}.{label}.v{st.session_state[PAGE][1]}"
 
 
 def global_threshold_key(run: runs.Run) -> str:
-    return f"w.thr.{run.id}.__all__"
+    return f"w.thr.{run.id}.__all__.v{st.session_state[PAGE][1]}"
+
+
+def seed_slider(key: str, value: float) -> str:
+    """Give a threshold slider its value through Session State when its key is new.
+
+    Threshold sliders change from code (the global slider, the F1-best button), so
+    their value lives in Session State rather than in ``value=``; their keys carry
+    the page-visit count, so a browser that remounts them after a page switch meets
+    new widgets seeded with the current value, never a stale declared default.
+    """
+    if key not in st.session_state:
+        st.session_state[key] = value
+    return key
 
 
 def _move_slider(key: str, value: float) -> None:
     """Set a slider from code, only when it differs: writing a widget's key sends
-    the value to the browser, which would undo moves the user made meanwhile."""
+    the value to the browser, which would undo moves the user made meanwhile.
+    (Creating new slider widgets instead would make the browser remount the slider
+    being dragged, losing its focus and value.)"""
     current = st.session_state.get(key)
     if current is None or abs(current - value) > 1e-9:
         st.session_state[key] = value

@@ -14,26 +14,30 @@ from pathlib import Path
 _configured = False
 
 
-def _cgroup_cpu_limit() -> float | None:
-    v2 = Path("/sys/fs/cgroup/cpu.max")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cgroup_cpu_limit(root: Path = CGROUP_ROOT) -> float | None:
+    """The CPU quota of this process's cgroup (v2 ``cpu.max`` or v1 CFS files), if any."""
+    v2 = root / "cpu.max"
     try:
         if v2.exists():
             quota, period = v2.read_text().split()[:2]
             return None if quota == "max" else int(quota) / int(period)
-        quota = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
-        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
-        return int(quota) / int(period) if quota > 0 else None
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return quota / period if quota > 0 else None
     except (OSError, ValueError):
         return None
 
 
-def available_cpus() -> int:
+def available_cpus(root: Path = CGROUP_ROOT) -> int:
     """CPUs this process may actually use: affinity mask and cgroup quota, whichever is lower."""
     try:
         count = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS and Windows have no affinity call
         count = os.cpu_count() or 1
-    limit = _cgroup_cpu_limit()
+    limit = cgroup_cpu_limit(root)
     if limit is not None:
         count = min(count, max(1, math.ceil(limit)))
     return max(1, count)

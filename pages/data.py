@@ -5,7 +5,7 @@ import streamlit as st
 from app import loaders, render, state
 from mlcore.datasets import DatasetUnavailable
 
-render.page_frame()
+render.page_frame(__file__)
 st.title("Data")
 st.caption("Pick the images, how many, their size and how often the random 'indoor' tag is drawn. "
            "Every image gets the labels dog, cat and indoor.")

@@ -4,7 +4,7 @@ import streamlit as st
 
 from app import render, state
 
-render.page_frame()
+render.page_frame(__file__)
 st.title("Evaluate")
 run = state.active_run()
 if run is None:

@@ -4,7 +4,7 @@ import streamlit as st
 
 from app import render, settings, state, uploads
 
-render.page_frame()
+render.page_frame(__file__)
 st.title("Predict")
 run = render.model_picker()
 if run is None:

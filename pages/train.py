@@ -5,7 +5,7 @@ import streamlit as st
 from app import render, state
 from mlcore.datasets import DatasetUnavailable
 
-render.page_frame()
+render.page_frame(__file__)
 st.title("Train")
 st.markdown(f"Training data: {render.describe_data(state.data_config())} (change it on the Data page)")
 
