@@ -1,0 +1,1 @@
+"""Developer scripts: screenshots, a managed app server."""

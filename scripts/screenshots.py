@@ -1,0 +1,96 @@
+"""Walk the app in headless Chromium with a trained model and save screenshots to docs/.
+
+``python -m scripts.screenshots [--images 400] [--epochs 3]``. Uses the real dataset
+when ``MLCORE_DATA_DIR`` holds it, else the generated demo set. Also prints the
+server's peak resident memory for the session it just drove.
+Regenerate the screenshots whenever the UI changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+from playwright.sync_api import Page, expect, sync_playwright
+
+from scripts.app_server import CHROMIUM_ARGS, ROOT, chromium_path, peak_rss_mb, running_app
+
+DOCS = ROOT / "docs"
+WIDTH = 1100  # saved width in pixels; palette PNGs keep each file small
+
+
+def save(page: Page, name: str) -> None:
+    page.wait_for_timeout(1500)  # let charts finish their transitions
+    image = Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("RGB")
+    height = round(image.height * WIDTH / image.width)
+    image = image.resize((WIDTH, height), Image.Resampling.LANCZOS).quantize(colors=192)
+    image.save(DOCS / f"{name}.png", optimize=True)
+    print(f"saved docs/{name}.png ({(DOCS / f'{name}.png').stat().st_size // 1024} KB)")
+
+
+def open_page(page: Page, title: str) -> None:
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
+    expect(page.get_by_role("heading", name=title, exact=True).first).to_be_visible()
+
+
+def walk(page: Page, images: int, epochs: int, photos: list[Path]) -> None:
+    open_page(page, "Data")
+    if not photos:
+        page.get_by_text("Generated demo set (synthetic, offline)").click()
+    page.get_by_label("Number of images").fill(str(images))
+    page.get_by_role("button", name="Apply settings").click()
+    expect(page.get_by_test_id("stImage").first).to_be_visible(timeout=180_000)
+    save(page, "data")
+    open_page(page, "Train")
+    page.get_by_label("Epochs").fill(str(epochs))
+    page.get_by_role("button", name="Start training").click()
+    expect(page.get_by_text(re.compile(rf"Epoch [2-9]/{epochs} · batch")).first).to_be_visible(timeout=600_000)
+    save(page, "train-live")
+    expect(page.get_by_role("button", name="Download the run bundle (.zip)")).to_be_visible(timeout=900_000)
+    save(page, "train-done")
+    open_page(page, "Evaluate")
+    page.get_by_role("button", name="Use each label's F1-best threshold").click()
+    save(page, "evaluate")
+    open_page(page, "Predict")
+    with tempfile.TemporaryDirectory() as tmp:
+        broken = Path(tmp) / "not-a-photo.jpg"
+        broken.write_text("a text file with a .jpg name")
+        page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files([*map(str, photos), str(broken)])
+        expect(page.get_by_text(re.compile(r"not-a-photo\.jpg.*Not a supported image")).first).to_be_visible(timeout=120_000)
+        save(page, "predict")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--images", type=int, default=400, help="training images (a stratified subset)")
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args()
+    executable = chromium_path()
+    if executable is None:
+        raise SystemExit("no system Chromium: install Debian's 'chromium' package or set CHROMIUM_PATH")
+    DOCS.mkdir(exist_ok=True)
+    data = Path(os.environ.get("MLCORE_DATA_DIR", "/nonexistent")) / "cats_and_dogs_filtered" / "validation"
+    photos = [data / "dogs" / "dog.2003.jpg", data / "cats" / "cat.2011.jpg"] if data.is_dir() else []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp, running_app(Path(tmp) / "server.log") as (url, process):
+        print(f"server healthy after {time.perf_counter() - started:.1f} s")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.set_default_timeout(60_000)
+            page.goto(url)
+            expect(page.get_by_role("heading", name="Data").first).to_be_visible()
+            print(f"first page drawn after {time.perf_counter() - started:.1f} s")
+            walk(page, args.images, args.epochs, photos)
+            browser.close()
+        print(f"server peak RSS: {peak_rss_mb(process.pid):.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
