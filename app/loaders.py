@@ -84,6 +84,5 @@ def data_overview(config: DataConfig) -> DataOverview:
         samples=[np.array(splits.train.images[i]) for i in chosen],
         captions=[tags(splits.train.targets[i], splits.label_names) for i in chosen],
         label_names=splits.label_names, synthetic=splits.synthetic, origin=splits.origin,
-        # Deduplicated: for folder sources mlcore lists each skipped file once per split part.
-        skipped_files=tuple(dict.fromkeys(splits.skipped_files)),
+        skipped_files=splits.skipped_files,
     )

@@ -105,14 +105,8 @@ def with_evaluation(run: Run, splits: Splits) -> Run:
 
 def test_metrics(evaluation: Evaluation, thresholds: dict[str, float], labels: tuple[str, ...]) -> dict:
     """The bundle's ``test_metrics`` block at the given thresholds (as the CLI writes it)."""
-    y_true, y_score = evaluation.y_true, evaluation.y_score
-    report = metrics.classification_report_frame(y_true, y_score, threshold=thresholds, labels=labels)
-    return {
-        "report": report.to_dict(orient="index"),
-        "summary": metrics.summary_scores(y_true, y_score, threshold=thresholds, labels=labels),
-        "roc_auc": evaluation.ranking["roc_auc"].to_dict(),
-        "average_precision": evaluation.ranking["average_precision"].to_dict(),
-    }
+    return metrics.evaluation_summary(evaluation.y_true, evaluation.y_score, threshold=thresholds, labels=labels,
+                                      ranking=evaluation.ranking)
 
 
 def bundle_bytes(run: Run, thresholds: dict[str, float]) -> bytes:

@@ -109,10 +109,7 @@ def _train(args) -> int:
     summary = metrics.summary_scores(y_true, y_score, threshold=threshold, labels=labels)
     print("\nPer-label ROC-AUC: " + ", ".join(f"{k}={v:.3f}" for k, v in ranking["roc_auc"].items()))
     print("Summary: " + ", ".join(f"{k}={v:.3f}" for k, v in summary.items()))
-    test_metrics = {
-        "report": report.to_dict(orient="index"), "summary": summary,
-        "roc_auc": ranking["roc_auc"].to_dict(), "average_precision": ranking["average_precision"].to_dict(),
-    }
+    test_metrics = metrics.evaluation_summary(y_true, y_score, threshold=threshold, labels=labels, ranking=ranking)
     metadata = store.run_metadata(data_config, train_config, splits, result,
                                   thresholds={label: threshold for label in labels}, test_metrics=test_metrics)
     path = store.save_bundle(args.output, result.model, metadata)

@@ -374,7 +374,10 @@ class Splits:
 
 
 def _prefixed(image_set: ImageSet, prefix: str) -> ImageSet:
-    return dataclasses.replace(image_set, keys=tuple(f"{prefix}/{key}" for key in image_set.keys))
+    return dataclasses.replace(
+        image_set, keys=tuple(f"{prefix}/{key}" for key in image_set.keys),
+        skipped_files=tuple(f"{prefix}/{name}" for name in image_set.skipped_files),
+    )
 
 
 def _to_split(image_set: ImageSet, config: cfg.DataConfig) -> Split:
@@ -419,7 +422,8 @@ def load_splits(config: cfg.DataConfig) -> Splits:
         class_names=pool.class_names,
         synthetic=pool.synthetic,
         origin=pool.origin if config.source != "real" else str(Path(pool.origin).parent),
-        skipped_files=pool.skipped_files + test.skipped_files,
+        # Pool and test may come from one folder and so carry the same skipped list.
+        skipped_files=tuple(dict.fromkeys(pool.skipped_files + test.skipped_files)),
     )
 
 

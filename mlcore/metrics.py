@@ -156,3 +156,21 @@ def best_thresholds(
     sweep = threshold_sweep(y_true, y_score, thresholds=thresholds, labels=labels)
     best = sweep.loc[sweep.groupby("label", sort=False)["f1"].idxmax()]
     return {row.label: float(row.threshold) for row in best.itertuples()}
+
+
+def evaluation_summary(
+    y_true: np.ndarray, y_score: np.ndarray, *, threshold: Threshold = 0.5, labels: tuple[str, ...] = LABELS,
+    ranking: pd.DataFrame | None = None,
+) -> dict:
+    """Plain-JSON metrics for a run bundle: report, summary scores, ROC-AUC and AP per label.
+
+    Pass ``ranking`` (from :func:`ranking_scores`) when it is already computed.
+    """
+    report = classification_report_frame(y_true, y_score, threshold=threshold, labels=labels)
+    ranking = ranking if ranking is not None else ranking_scores(y_true, y_score, labels=labels)
+    return {
+        "report": report.to_dict(orient="index"),
+        "summary": summary_scores(y_true, y_score, threshold=threshold, labels=labels),
+        "roc_auc": ranking["roc_auc"].to_dict(),
+        "average_precision": ranking["average_precision"].to_dict(),
+    }

@@ -164,3 +164,10 @@ def test_load_splits_on_demo_source_has_disjoint_labelled_splits():
     assert not (keys[0] & keys[1]) and not (keys[0] & keys[2]) and not (keys[1] & keys[2])
     for part in (splits.train, splits.validation, splits.test):
         assert np.all(part.targets[:, 0] + part.targets[:, 1] == 1)
+
+
+def test_load_splits_on_a_folder_lists_each_skipped_file_once(tmp_path):
+    root = _write_folder(tmp_path / "pets", per_class=10)
+    splits = datasets.load_splits(DataConfig(source="folder", folder=str(root), image_size=32))
+    assert splits.skipped_files == ("dogs/dogs.broken.jpg",)
+    assert sum(splits.sizes().values()) == 20

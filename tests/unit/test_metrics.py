@@ -100,3 +100,13 @@ def test_threshold_sweep_matches_sklearn_and_best_thresholds():
 def test_shape_mismatch_is_reported():
     with pytest.raises(ValueError, match="shape"):
         metrics.classification_report_frame(Y_TRUE[:, :2], Y_SCORE, labels=LABELS)
+
+
+def test_evaluation_summary_is_plain_json():
+    import json
+
+    summary = metrics.evaluation_summary(Y_TRUE, Y_SCORE, threshold=0.5, labels=LABELS)
+    assert json.loads(json.dumps(summary)) == summary
+    assert summary["report"]["cat"]["f1-score"] == pytest.approx(0.8)
+    assert summary["summary"]["hamming_loss"] == pytest.approx(2 / 12)
+    assert summary["roc_auc"] == {"dog": 1.0, "cat": 1.0, "indoor": 1.0}
