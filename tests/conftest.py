@@ -7,10 +7,7 @@ from pathlib import Path
 
 import pytest
 
-REAL_DATA_REASON = (
-    "the real cats_and_dogs_filtered dataset is not available: set MLCORE_DATA_DIR to a folder "
-    "containing cats_and_dogs_filtered/"
-)
+from tests.realdata import real_data_root
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -24,10 +21,4 @@ def _isolated_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def real_data_dir() -> Path:
     """The data directory holding the real dataset; skips (or fails in CI) when absent."""
-    value = os.environ.get("MLCORE_DATA_DIR")
-    root = Path(value) if value else None
-    if root is None or not (root / "cats_and_dogs_filtered" / "train").is_dir():
-        if os.environ.get("CI") or os.environ.get("MLCORE_REQUIRE_REAL_DATA"):
-            pytest.fail(f"CI must run the real-data tests, but {REAL_DATA_REASON} (MLCORE_DATA_DIR={value!r})")
-        pytest.skip(REAL_DATA_REASON)
-    return root
+    return real_data_root()

@@ -9,13 +9,14 @@ steps are methods of :class:`Ui`, handed to tests by the ``ui`` fixture.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import pytest
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
+
+from tests.realdata import real_data_root
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY = ROOT / "streamlit_app.py"
@@ -121,14 +122,8 @@ class Ui:
     @staticmethod
     def real_jpeg() -> Path:
         """A real photo from the dataset under MLCORE_DATA_DIR, or skip saying why."""
-        data_dir = os.environ.get("MLCORE_DATA_DIR")
-        if not data_dir:
-            pytest.skip("MLCORE_DATA_DIR is not set: no real photo to upload")
-        folder = Path(data_dir) / "cats_and_dogs_filtered" / "validation" / "cats"
-        photos = sorted(folder.glob("*.jpg"))
-        if not photos:
-            pytest.skip(f"no JPEGs under {folder}: the real dataset is not available here")
-        return photos[0]
+        folder = real_data_root() / "cats_and_dogs_filtered" / "validation" / "cats"
+        return sorted(folder.glob("*.jpg"))[0]
 
 
 @pytest.fixture

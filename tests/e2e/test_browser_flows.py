@@ -6,12 +6,12 @@ as a person would use the app (one browser page, so one Streamlit session).
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
+
+from tests.realdata import real_data_root
 
 pytestmark = pytest.mark.timeout(600)
 PAGES = ("Data", "Train", "Evaluate", "Predict")
@@ -98,12 +98,7 @@ def test_moving_the_threshold_changes_the_report_and_heatmaps(page):
 
 
 def test_predict_shows_probabilities_and_a_clear_error_for_a_bad_file(page, tmp_path):
-    data_dir = os.environ.get("MLCORE_DATA_DIR")
-    photo = Path(data_dir or "") / "cats_and_dogs_filtered" / "validation" / "dogs" / "dog.2001.jpg"
-    if not photo.exists():
-        if os.environ.get("CI"):
-            pytest.fail("the real dataset must be available in CI (MLCORE_DATA_DIR)")
-        pytest.skip("needs a real JPEG: set MLCORE_DATA_DIR to a folder containing cats_and_dogs_filtered/")
+    photo = real_data_root() / "cats_and_dogs_filtered" / "validation" / "dogs" / "dog.2001.jpg"
     fake = tmp_path / "holiday.jpg"
     fake.write_text("this is a text file, not a photo")
     _open(page, "Predict")
