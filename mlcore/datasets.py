@@ -209,12 +209,48 @@ def verify_extracted(path: Path) -> None:
                 )
 
 
+OFFLINE_HINT = (
+    f"If you are offline, point {cfg.DATA_DIR_ENV} (or --data-dir) at a folder containing "
+    f"{cfg.DATASET_NAME}/, use any local folder with one subfolder per class, or use the generated demo set."
+)
+
+
+def check_reachable(url: str, timeout: float = 10.0) -> None:
+    """Raise :class:`DatasetUnavailable` unless ``url`` answers within ``timeout`` seconds.
+
+    Runs in a thread because a name lookup on a machine without network can hang far
+    longer than any socket timeout, and ``keras.utils.get_file`` sets none.
+    """
+    import threading
+    import urllib.request
+
+    outcome: list[BaseException | None] = []
+
+    def probe() -> None:
+        try:
+            urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+            outcome.append(None)
+        except BaseException as error:  # reported to the caller below
+            outcome.append(error)
+
+    worker = threading.Thread(target=probe, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not outcome:
+        raise DatasetUnavailable(f"No answer from {url} within {timeout:.0f} s. {OFFLINE_HINT}")
+    if outcome[0] is not None:
+        raise DatasetUnavailable(f"Could not reach {url} ({outcome[0]}). {OFFLINE_HINT}")
+
+
 def download_real_dataset(progress: bool = True) -> Path:
     """Download, check and extract the archive into Keras' cache, once."""
     import keras  # deferred: importing Keras costs seconds and most callers never download
 
     datasets = cfg.keras_home() / "datasets"
     target = datasets / f"{cfg.DATASET_NAME}_extracted"
+    archive_path = datasets / f"{cfg.DATASET_NAME}.zip"
+    if not archive_path.exists():
+        check_reachable(cfg.DATASET_URL)
     try:
         archive = Path(
             keras.utils.get_file(
@@ -224,9 +260,7 @@ def download_real_dataset(progress: bool = True) -> Path:
         )
     except Exception as error:  # Keras raises bare Exception subclasses for URL failures
         raise DatasetUnavailable(
-            f"Could not download {cfg.DATASET_NAME} from {cfg.DATASET_URL} ({error}). If you are offline, "
-            f"point {cfg.DATA_DIR_ENV} (or --data-dir) at a folder containing {cfg.DATASET_NAME}/, "
-            "use any local folder with one subfolder per class, or use the generated demo set."
+            f"Could not download {cfg.DATASET_NAME} from {cfg.DATASET_URL} ({error}). {OFFLINE_HINT}"
         ) from error
     size = archive.stat().st_size
     if size != cfg.DATASET_ARCHIVE_BYTES:

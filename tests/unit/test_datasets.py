@@ -115,6 +115,7 @@ def test_resolver_prefers_the_data_dir_then_the_keras_cache(tmp_path, monkeypatc
 def test_offline_download_names_the_alternatives(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.delenv("MLCORE_DATA_DIR", raising=False)
+    monkeypatch.setattr(datasets, "check_reachable", lambda url: None)  # the failure comes from the download
     import keras
 
     def offline(*args, **kwargs):
@@ -127,8 +128,39 @@ def test_offline_download_names_the_alternatives(tmp_path, monkeypatch):
     assert "offline" in message and "MLCORE_DATA_DIR" in message and "demo set" in message
 
 
+def test_a_hanging_network_fails_fast_with_the_alternatives(monkeypatch):
+    import urllib.request
+
+    import threading
+
+    release, finished = threading.Event(), threading.Event()
+
+    def hang(*args, **kwargs):
+        release.wait(120)  # a name lookup that does not answer
+        finished.set()
+
+    monkeypatch.setattr(urllib.request, "urlopen", hang)
+    with pytest.raises(datasets.DatasetUnavailable, match="No answer from .* within 1 s.*demo set"):
+        datasets.check_reachable("https://example.invalid/data.zip", timeout=1)
+    assert not finished.is_set()  # it gave up while the lookup was still hanging
+    release.set()
+
+
+def test_an_unreachable_host_is_reported(monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    with pytest.raises(datasets.DatasetUnavailable, match="Could not reach .*name resolution.*MLCORE_DATA_DIR"):
+        datasets.check_reachable("https://example.invalid/data.zip", timeout=1)
+
+
 def test_truncated_download_is_deleted(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(datasets, "check_reachable", lambda url: None)
     archive = tmp_path / "keras" / "datasets" / "cats_and_dogs_filtered.zip"
     archive.parent.mkdir(parents=True)
     import keras
