@@ -242,8 +242,8 @@ def check_reachable(url: str, timeout: float = 10.0) -> None:
         raise DatasetUnavailable(f"Could not reach {url} ({outcome[0]}). {OFFLINE_HINT}")
 
 
-def download_real_dataset(progress: bool = True) -> Path:
-    """Download, check and extract the archive into Keras' cache, once."""
+def download_real_dataset() -> Path:
+    """Download (with Keras' progress bar), check and extract the archive into Keras' cache, once."""
     import keras  # deferred: importing Keras costs seconds and most callers never download
 
     datasets = cfg.keras_home() / "datasets"
