@@ -101,14 +101,23 @@ def sidebar() -> None:
             st.caption("No training running.")
 
 
-@st.fragment(run_every=2)
-def _sidebar_training() -> None:
+def _live_job():
+    """This session's job and a snapshot of its status, or ``None``; a finished job
+    triggers the full rerun that collects its run for every page."""
     job = state.job()
     if job is None:
-        return
+        return None
     status = job.status()
     if status.done:
-        st.rerun()  # a full rerun collects the finished run for every page
+        st.rerun()
+    return job, status
+
+
+@st.fragment(run_every=2)
+def _sidebar_training() -> None:
+    if (live := _live_job()) is None:
+        return
+    status = live[1]
     st.progress(status.fraction, text=progress_text(status))
 
 
@@ -229,12 +238,9 @@ def progress_text(status) -> str:
 @st.fragment(run_every=1)
 def training_progress() -> None:
     """Live progress of this session's job; polls the worker, never blocks it."""
-    job = state.job()
-    if job is None:
+    if (live := _live_job()) is None:
         return
-    status = job.status()
-    if status.done:
-        st.rerun()
+    job, status = live
     st.progress(status.fraction, text=progress_text(status))
     if status.epoch:  # nothing to show while TensorFlow loads and the network is built
         columns = st.columns(4)
