@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from mlcore import config as cfg
+from mlcore.labels import label_names, make_targets
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 CACHE_VERSION = 2
@@ -415,8 +416,6 @@ def _prefixed(image_set: ImageSet, prefix: str) -> ImageSet:
 
 
 def _to_split(image_set: ImageSet, config: cfg.DataConfig) -> Split:
-    from mlcore.labels import make_targets
-
     targets = make_targets(
         image_set.class_index, image_set.class_names, image_set.keys,
         indoor_probability=config.indoor_probability, seed=config.seed,
@@ -446,8 +445,6 @@ def load_splits(config: cfg.DataConfig) -> Splits:
     pool, test = _source_sets(config)
     pool = stratified_subset(pool, config.n_images, config.seed)
     train_idx, val_idx = stratified_split_indices(pool.class_index, config.validation_fraction, config.seed + 1)
-    from mlcore.labels import label_names
-
     return Splits(
         train=_to_split(pool.take(train_idx), config),
         validation=_to_split(pool.take(val_idx), config),
@@ -477,8 +474,6 @@ def notebook_splits(config: cfg.DataConfig, n_images: int = 320) -> Splits:
 
     def part(indices: np.ndarray) -> Split:
         return Split(labelled.images[indices], labelled.targets[indices], tuple(labelled.keys[i] for i in indices))
-
-    from mlcore.labels import label_names
 
     return Splits(
         train=part(train_idx[:split_at]), validation=part(train_idx[split_at:]), test=part(test_idx),
