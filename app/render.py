@@ -209,7 +209,7 @@ def train_form(disabled: bool) -> TrainConfig | None:
         architecture = st.radio("Architecture", ARCHITECTURES, format_func=ARCHITECTURE_LABELS.get, horizontal=True,
                                 index=ARCHITECTURES.index(config.architecture),
                                 key=state.widget_key("train", "architecture"))
-        augmentation = st.checkbox("Augmentation: random flips, rotations and zoom (compact network only)",
+        augmentation = st.checkbox("Augmentation: random flips, shifts and zoom (compact network only)",
                                    value=config.augmentation, key=state.widget_key("train", "augmentation"))
         seed = st.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1,
                                value=config.seed, key=state.widget_key("train", "seed"))

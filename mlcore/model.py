@@ -22,36 +22,48 @@ def build_seed_model(input_shape: tuple[int, int, int], num_labels: int) -> kera
     return keras.Model(inputs, outputs, name="seed_cnn")
 
 
-def _conv_block(x, filters: int, name: str):
-    """Two separable convolutions with batch norm, then downsampling, plus a residual path."""
-    shortcut = layers.Conv2D(filters, 1, strides=2, padding="same", name=f"{name}_shortcut")(x)
-    for index in (1, 2):
-        x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{index}")(x)
-        x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn{index}")(x)
-        x = layers.Activation("relu", name=f"{name}_relu{index}")(x)
-    x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"{name}_pool")(x)
-    return layers.Add(name=f"{name}_add")([x, shortcut])
+def _residual_block(x, filters: int, name: str):
+    """Two 3x3 convolutions with batch norm, the first with stride 2, plus a 1x1 strided shortcut."""
+    shortcut = layers.Conv2D(filters, 1, strides=2, use_bias=False, name=f"{name}_shortcut")(x)
+    shortcut = layers.BatchNormalization(momentum=0.9, name=f"{name}_shortcut_bn")(shortcut)
+    x = layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn1")(x)
+    x = layers.Activation("relu", name=f"{name}_relu1")(x)
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(x)
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn2")(x)
+    x = layers.Add(name=f"{name}_add")([x, shortcut])
+    return layers.Activation("relu", name=f"{name}_relu2")(x)
+
+
+COMPACT_WIDTHS = (64, 128, 256)
 
 
 def build_compact_model(
     input_shape: tuple[int, int, int], num_labels: int, *, augmentation: bool = True
 ) -> keras.Model:
-    """A small residual separable-conv CNN with augmentation, batch norm, global
-    pooling and dropout: far fewer weights than the seed network, better accuracy."""
+    """A small ResNet-style CNN: augmentation, a strided stem with max pooling, three
+    residual blocks with batch norm, global average pooling and dropout.
+
+    Plain 3x3 convolutions rather than separable ones: on CPUs TensorFlow's
+    depthwise kernels (their gradients above all) are several times slower per
+    useful FLOP, and early downsampling keeps the work per image below the seed
+    network's while the receptive field covers the whole image.
+    """
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     if augmentation:  # active only while training; inference sees the image as is
         x = layers.RandomFlip("horizontal", name="augment_flip")(x)
-        x = layers.RandomRotation(0.06, name="augment_rotate")(x)
-        x = layers.RandomZoom(0.12, name="augment_zoom")(x)
+        x = layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", name="augment_shift")(x)
+        x = layers.RandomZoom(0.15, fill_mode="reflect", name="augment_zoom")(x)
     x = layers.Rescaling(1.0 / 255, name="rescale")(x)
     x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
     x = layers.BatchNormalization(momentum=0.9, name="stem_bn")(x)
     x = layers.Activation("relu", name="stem_relu")(x)
-    for index, filters in enumerate((64, 128, 192)):
-        x = _conv_block(x, filters, name=f"block{index + 1}")
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+    for index, filters in enumerate(COMPACT_WIDTHS):
+        x = _residual_block(x, filters, name=f"block{index + 1}")
     x = layers.GlobalAveragePooling2D(name="pool")(x)
-    x = layers.Dropout(0.3, name="dropout")(x)
+    x = layers.Dropout(0.4, name="dropout")(x)
     outputs = layers.Dense(num_labels, activation="sigmoid", name="labels", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="compact_cnn")
 

@@ -26,7 +26,7 @@ MAX_BUNDLE_BYTES = 64 * 1024 * 1024  # uncompressed; the seed network at 128 px 
 ALLOWED_LAYERS = frozenset({
     "InputLayer", "Rescaling", "Conv2D", "SeparableConv2D", "MaxPooling2D", "Flatten", "Dense",
     "BatchNormalization", "Activation", "Add", "GlobalAveragePooling2D", "Dropout",
-    "RandomFlip", "RandomRotation", "RandomZoom",
+    "RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom",
 })
 
 
