@@ -92,7 +92,11 @@ def test_moving_the_threshold_changes_the_report_and_heatmaps(page):
     expect(page.get_by_role("slider").first).to_have_value("0.85", timeout=20_000)
     expect(micro).not_to_have_text(before_metric, timeout=20_000)
     expect(page.get_by_test_id("stDataFrame").first).not_to_have_text(before_report, timeout=20_000)
-    page.wait_for_timeout(1000)
+    # Plotly redraws after the rerun's delta arrives; poll rather than guess a delay.
+    for _ in range(40):
+        if _heatmap_texts(page) != before_heatmaps:
+            break
+        page.wait_for_timeout(500)
     assert _heatmap_texts(page) != before_heatmaps
     _no_errors(page)
 
