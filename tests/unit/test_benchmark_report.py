@@ -56,6 +56,7 @@ def test_ratios_and_verdicts():
     assert rows["single prediction"]["status"] == "met"
     # F1 0.84 for cat, and 610 s of training: missed on both counts.
     assert rows["accuracy"]["status"] == "**missed**"
+    assert rows["accuracy"]["result"] == "0.840 (lower of the two), 0.010 short"
     # One seed run's indoor AUC of 0.62 is outside [0.4, 0.6]; every run is listed.
     assert rows["indoor honesty"]["status"] == "**missed**"
     assert rows["indoor honesty"]["result"] == "0.480–0.620"
