@@ -44,13 +44,6 @@ def emit(result: dict) -> None:
     print(json.dumps(result), flush=True)
 
 
-def real_data_dir() -> Path:
-    """The folder holding ``cats_and_dogs_filtered``: ``MLCORE_DATA_DIR`` or the Keras cache."""
-    from mlcore import datasets
-
-    return datasets.resolve_real_dataset(download=False)
-
-
 def run_child(module: str, args: list[str], env: dict[str, str], timeout: float) -> dict:
     """Run ``python -m benchmarks.<module>`` and return its JSON report."""
     started = time.perf_counter()
