@@ -29,14 +29,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def timed(fn, repeats: int) -> tuple[list[float], object]:
-    """Call ``fn`` ``repeats`` times; return the wall times in seconds and the last result."""
-    times, result = [], None
+def timed(fn, repeats: int) -> list[float]:
+    """Call ``fn`` ``repeats`` times; return each call's wall time in seconds."""
+    times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        result = fn()
+        fn()
         times.append(time.perf_counter() - start)
-    return times, result
+    return times
 
 
 def emit(result: dict) -> None:
@@ -60,31 +60,12 @@ def run_child(module: str, args: list[str], env: dict[str, str], timeout: float)
     return report
 
 
-def _cpu_model() -> str:
+def _proc_field(path: str, name: str) -> str | None:
+    """The value after the first ``name ...:`` line of a /proc file, if there is one."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(name):
                 return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def _memory_gib() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                return round(int(line.split()[1]) / 1024**2, 1)
     except OSError:
         pass
     return None
@@ -96,7 +77,8 @@ def machine() -> dict:
 
     from mlcore import runtime
 
-    flags = _cpu_flags()
+    flags = set((_proc_field("/proc/cpuinfo", "flags") or "").split())
+    memory_kib = _proc_field("/proc/meminfo", "MemTotal")
     versions = {}
     for name in ("tensorflow", "tensorflow-cpu", "keras", "numpy", "pillow", "streamlit", "scikit-learn"):
         try:
@@ -104,10 +86,10 @@ def machine() -> dict:
         except metadata.PackageNotFoundError:
             continue
     return {
-        "cpu": _cpu_model(),
+        "cpu": _proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown",
         "logical_cpus": os.cpu_count(),
         "usable_cpus": runtime.available_cpus(),
-        "memory_gib": _memory_gib(),
+        "memory_gib": round(int(memory_kib.split()[0]) / 1024**2, 1) if memory_kib else None,
         "simd": sorted(flag for flag in flags if flag in {"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16",
                                                           "amx_bf16", "amx_tile", "avx_vnni"}),
         "bf16_hardware": bool({"avx512_bf16", "amx_bf16"} & flags),

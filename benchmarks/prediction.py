@@ -3,7 +3,7 @@
     python -m benchmarks.prediction --data-dir DIR --repeats 40
 
 Ours: the JPEG's bytes through ``predict.load_image`` (checks, EXIF rotation,
-colour modes), ``to_model_input`` and ``predict_proba`` (a direct model call for
+colour modes), ``to_model_input`` and ``predict_proba`` (``predict_on_batch`` for
 small batches). Beside it: the same image and model through ``model.predict``.
 Both use the ``seed`` network at 128 px; the calls alternate so noise hits both.
 """
@@ -55,10 +55,10 @@ def main() -> None:
         ours(), keras_predict()
     ours_times, keras_times = [], []
     for _ in range(args.repeats):
-        ours_times += timed(ours, 1)[0]
-        keras_times += timed(keras_predict, 1)[0]
+        ours_times += timed(ours, 1)
+        keras_times += timed(keras_predict, 1)
     np.testing.assert_allclose(ours(), keras_predict(), atol=1e-5)
-    decode_times, _ = timed(lambda: predict.to_model_input(predict.load_image(data), 128), args.repeats)
+    decode_times = timed(lambda: predict.to_model_input(predict.load_image(data), 128), args.repeats)
     emit({
         "image": name,
         "ours_ms": round(1000 * median(ours_times), 2),
