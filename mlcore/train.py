@@ -151,18 +151,67 @@ def recalibrate_batch_norm(model: keras.Model, images: np.ndarray, *, batch_size
             layer.momentum = momentum
 
 
-def _batches(count: int, batch_size: int, order: np.ndarray):
-    """Index arrays of one epoch's batches, each sorted so its gather reads memory in order."""
-    for start in range(0, count, batch_size):
-        yield np.sort(order[start:start + batch_size])
+def batches(images: np.ndarray, targets: np.ndarray, batch_size: int, *, shuffle_seed: int | None = None):
+    """A ``tf.data`` pipeline of ``(images, targets)`` batches gathered from the arrays.
+
+    The pipeline holds only an index range: each batch is gathered from the arrays
+    (in memory order) when it is needed, so the arrays are never copied into a
+    tensor. With ``shuffle_seed`` the order is a new seeded permutation every epoch.
+    """
+    import tensorflow as tf
+
+    if len(images) != len(targets):
+        raise ValueError(f"{len(images)} images but {len(targets)} targets")
+    indices = tf.data.Dataset.range(len(images))
+    if shuffle_seed is not None:
+        indices = indices.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=True)
+
+    def gather(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        index = np.sort(index)
+        return images[index], targets[index].astype(np.float32)
+
+    def load(index):
+        x, y = tf.numpy_function(gather, [index], (tf.as_dtype(images.dtype), tf.float32), stateful=False)
+        x.set_shape((None, *images.shape[1:]))
+        y.set_shape((None, *targets.shape[1:]))
+        return x, y
+
+    return indices.batch(batch_size).map(load).prefetch(2)
 
 
-def _evaluate(model: keras.Model, images: np.ndarray, targets: np.ndarray, batch_size: int) -> dict[str, float]:
-    model.reset_metrics()
-    logs: dict = {}
-    for index in _batches(len(images), batch_size, np.arange(len(images))):
-        logs = model.test_on_batch(images[index], targets[index], return_dict=True)
-    return {f"val_{key}": value for key, value in _floats(logs).items()}
+class _Reporter(keras.callbacks.Callback):
+    """Forwards ``fit``'s running batch logs and its epoch logs, and stops on request.
+
+    ``fit`` resets the metrics at the start of every epoch only, so the batch logs
+    are the epoch's running values (loss: the batch-size-weighted mean so far; AUC:
+    over every prediction so far) and the epoch logs are whole-epoch values, with
+    the ``val_*`` ones computed over the whole validation split.
+    """
+
+    def __init__(self, report: Callable[[str, int, int, dict[str, float]], None], batches: int,
+                 stop: threading.Event | None):
+        super().__init__()
+        self.report, self.batches, self.stop = report, batches, stop
+        self.epoch = 0
+        self.batch = 0
+        self.history: dict[str, list[float]] = {}
+        self.stopped = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.batch = epoch + 1, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batch += 1
+        self.report("batch", self.epoch, self.batch, _floats(logs))
+        if self.stop is not None and self.stop.is_set():
+            self.stopped = True
+            self.model.stop_training = True  # fit ends this epoch, validates it, and returns
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = _floats(logs)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+        self.report("epoch", self.epoch, self.batches, logs)
 
 
 def fit(
@@ -174,14 +223,12 @@ def fit(
     on_progress: ProgressFn | None = None,
     stop: threading.Event | None = None,
 ) -> TrainResult:
-    """Train a compiled model on uint8 images; stop cooperatively at the next batch.
+    """Train a compiled model on uint8 images with ``model.fit``; stop cooperatively at the next batch.
 
-    The loop feeds ``train_on_batch`` from the arrays directly rather than calling
-    ``model.fit``: fit's ``tf.data`` pipeline copies the whole array into a tensor,
-    races ahead on the same two cores as the training step, and on teardown held
-    every run for another 15-20 s after its last batch. Metrics accumulate over the
-    epoch as in ``fit``; the order is a seeded permutation per epoch. An epoch cut
-    short by ``stop`` is still validated and reported, and counts as completed.
+    Batches come from :func:`batches` (a seeded new order every epoch). Every
+    number reported is ``fit``'s own: per-epoch training metrics over the whole
+    epoch, validation metrics over the whole validation split. An epoch cut short
+    by ``stop`` is still validated and reported, and counts as completed.
     """
     x_train, y_train = train
     if len(x_train) == 0:
@@ -191,36 +238,22 @@ def fit(
     started = time.perf_counter()
     if stop is not None and stop.is_set():
         return TrainResult(model, {}, True, 0, 0.0)
-    batches = int(np.ceil(len(x_train) / config.batch_size))
-    has_validation = validation is not None and len(validation[0]) > 0
-    order_rng = np.random.default_rng(config.seed)
-    history: dict[str, list[float]] = {}
-    stopped = False
+    batch_count = int(np.ceil(len(x_train) / config.batch_size))
 
     def report(kind: str, epoch: int, batch: int, logs: dict[str, float]) -> None:
         if on_progress is not None:
-            progress = TrainProgress(kind, epoch, config.epochs, batch, batches, logs, time.perf_counter() - started)
-            on_progress(progress)
+            on_progress(TrainProgress(kind, epoch, config.epochs, batch, batch_count, logs,
+                                      time.perf_counter() - started))
 
-    for epoch in range(1, config.epochs + 1):
-        model.reset_metrics()
-        logs: dict[str, float] = {}
-        for batch, index in enumerate(_batches(len(x_train), config.batch_size, order_rng.permutation(len(x_train))), 1):
-            logs = _floats(model.train_on_batch(x_train[index], y_train[index], return_dict=True))
-            report("batch", epoch, batch, logs)
-            if stop is not None and stop.is_set():
-                stopped = True
-                break
-        if has_validation:
-            logs |= _evaluate(model, validation[0], validation[1], config.batch_size)
-        for key, value in logs.items():
-            history.setdefault(key, []).append(value)
-        report("epoch", epoch, batches, logs)
-        if stopped:
-            break
+    reporter = _Reporter(report, batch_count, stop)
+    validation_data = None
+    if validation is not None and len(validation[0]) > 0:
+        validation_data = batches(validation[0], validation[1], config.batch_size)
+    model.fit(batches(x_train, y_train, config.batch_size, shuffle_seed=config.seed), epochs=config.epochs,
+              validation_data=validation_data, callbacks=[reporter], shuffle=False, verbose=0)
     recalibrate_batch_norm(model, x_train)
-    epochs_completed = len(next(iter(history.values()), []))
-    return TrainResult(model, history, stopped, epochs_completed, time.perf_counter() - started)
+    epochs_completed = len(next(iter(reporter.history.values()), []))
+    return TrainResult(model, reporter.history, reporter.stopped, epochs_completed, time.perf_counter() - started)
 
 
 def train_model(

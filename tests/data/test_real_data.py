@@ -25,11 +25,11 @@ def trained_bundle(real_data_dir, tmp_path_factory):
     result = _cli("train", "--source", "real", "--architecture", "seed", "--epochs", "5",
                   "--output", str(output), data_dir=real_data_dir)
     assert result.returncode == 0, result.stderr[-3000:]
-    return output, result.stdout
+    return output, result.stdout, result.stderr
 
 
 def test_seed_network_beats_chance_on_dog_and_cat_but_not_indoor(trained_bundle):
-    path, stdout = trained_bundle
+    path, stdout, _ = trained_bundle
     assert "split sizes {'train': 1800, 'validation': 200, 'test': 1000}" in stdout
     assert "Classification report on the test split (1000 images" in stdout
     for label in ("dog", "cat", "indoor"):
@@ -45,8 +45,37 @@ def test_seed_network_beats_chance_on_dog_and_cat_but_not_indoor(trained_bundle)
     assert meta["synthetic_data"] is False
 
 
+def test_the_epoch_figures_are_whole_split_values_and_the_progress_line_shows_them(trained_bundle, real_data_dir):
+    """The last epoch's validation figures equal numpy/sklearn on the final model's predictions
+    over all 200 validation images (200 = 6 x 32 + 8: a last-batch value would be far off), the
+    progress line prints them, and validation AUC sits near the 1,000-image test ROC-AUC."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from mlcore import datasets, predict, store
+    from mlcore.config import DataConfig
+
+    path, _, stderr = trained_bundle
+    bundle = store.load_bundle(path)
+    history = bundle.metadata["history"]
+    splits = datasets.load_splits(DataConfig(source="real", data_dir=str(real_data_dir)))
+    y_true, y_score = splits.validation.targets, predict.predict_proba(bundle.model, splits.validation.images)
+    clipped = np.clip(y_score.astype(np.float64), 1e-7, 1 - 1e-7)
+    bce = -np.mean(y_true * np.log(clipped) + (1 - y_true) * np.log(1 - clipped))
+    assert history["val_loss"][-1] == pytest.approx(bce, abs=1e-4)
+    test_auc = bundle.metadata["test_metrics"]["roc_auc"]
+    for index, label in enumerate(bundle.label_names):
+        assert history[f"val_auc_{label}"][-1] == pytest.approx(roc_auc_score(y_true[:, index], y_score[:, index]),
+                                                                abs=0.01)
+    for label in ("dog", "cat"):
+        assert abs(history[f"val_auc_{label}"][-1] - test_auc[label]) < 0.1, (label, history, test_auc)
+    last_epoch = next(line for line in stderr.splitlines() if "Epoch 5/5" in line)
+    assert f"val_loss={history['val_loss'][-1]:.4f}" in last_epoch
+    assert f"loss={history['loss'][-1]:.4f}" in last_epoch and f"val_auc={history['val_auc'][-1]:.4f}" in last_epoch
+
+
 def test_predict_command_prints_three_probabilities(trained_bundle, real_data_dir):
-    path, _ = trained_bundle
+    path, *_ = trained_bundle
     image = real_data_dir / "cats_and_dogs_filtered" / "validation" / "dogs" / "dog.2000.jpg"
     result = _cli("predict", str(path), str(image), data_dir=real_data_dir)
     assert result.returncode == 0, result.stderr
@@ -55,7 +84,7 @@ def test_predict_command_prints_three_probabilities(trained_bundle, real_data_di
 
 
 def test_predict_reports_a_bad_file_and_still_predicts_the_good_one(trained_bundle, real_data_dir, tmp_path):
-    path, _ = trained_bundle
+    path, *_ = trained_bundle
     bad = tmp_path / "notes.jpg"
     bad.write_text("not an image")
     good = real_data_dir / "cats_and_dogs_filtered" / "validation" / "cats" / "cat.2000.jpg"
