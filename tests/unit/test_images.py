@@ -104,3 +104,51 @@ def test_decompression_bomb_is_refused_before_decoding():
 def test_model_input_is_square_uint8():
     array = to_model_input(Image.new("RGB", (500, 375), (1, 2, 3)), 128)
     assert array.shape == (128, 128, 3) and array.dtype == np.uint8 and array[0, 0].tolist() == [1, 2, 3]
+
+
+def _exif_with_bad_strip_offsets() -> bytes:
+    """EXIF with orientation 6 and a StripOffsets tag typed ASCII (rewriting it raises struct.error)."""
+    entries = [(0x0111, 2, 4, b"cam\x00"), (0x0112, 3, 1, struct.pack(">HH", 6, 0))]
+    ifd = struct.pack(">H", len(entries)) + b"".join(
+        struct.pack(">HHI", tag, kind, count) + value for tag, kind, count, value in entries) + b"\0\0\0\0"
+    return b"Exif\x00\x00MM\x00\x2a" + struct.pack(">I", 8) + ifd
+
+
+def test_a_malformed_exif_block_still_gives_an_upright_picture():
+    loaded = load_image(_encode(Image.new("RGB", (40, 20), "red"), "JPEG", exif=_exif_with_bad_strip_offsets()))
+    assert loaded.size == (20, 40)
+
+
+def _tiff_with_float_strip_offsets() -> bytes:
+    width = height = 4
+    count = 10
+    data_at = 8 + 2 + 12 * count + 4
+    entries = [(256, 3, 1, struct.pack("<HH", width, 0)), (257, 3, 1, struct.pack("<HH", height, 0)),
+               (258, 3, 1, struct.pack("<HH", 8, 0)), (259, 3, 1, struct.pack("<HH", 1, 0)),
+               (262, 3, 1, struct.pack("<HH", 1, 0)), (273, 12, 1, struct.pack("<I", data_at + 16)),
+               (277, 3, 1, struct.pack("<HH", 1, 0)), (278, 3, 1, struct.pack("<HH", height, 0)),
+               (279, 4, 1, struct.pack("<I", 16)), (284, 3, 1, struct.pack("<HH", 1, 0))]
+    ifd = struct.pack("<H", count) + b"".join(
+        struct.pack("<HHI", tag, kind, n) + value for tag, kind, n, value in entries) + b"\0" * 4
+    return b"II*\x00" + struct.pack("<I", 8) + ifd + b"\x80" * 16 + struct.pack("<d", data_at + 0.5)
+
+
+def test_a_tiff_with_float_offsets_is_refused_not_raised():
+    with pytest.raises(ImageError):
+        load_image(_tiff_with_float_strip_offsets())
+
+
+def test_a_jpeg_scan_flood_is_refused_before_decoding():
+    base = _encode(Image.new("L", (64, 64), 128), "JPEG", progressive=True)
+    empty_scan = b"\xff\xda" + struct.pack(">H", 8) + b"\x01\x01\x03" + bytes([1, 63, 0]) + b"\x00"
+    flood = base[:-2] + empty_scan * 200 + b"\xff\xd9"
+    with pytest.raises(ImageError, match="more than 100 scans"):
+        load_image(flood)
+    assert load_image(base).size == (64, 64), "an ordinary progressive JPEG still loads"
+
+
+@pytest.mark.parametrize("refused, accepted", [((1, 51), (1, 50)), ((3000, 20), (2000, 40))])
+def test_degenerate_shapes_are_refused(refused, accepted):
+    with pytest.raises(ImageError, match="50 times"):
+        load_image(_encode(Image.new("RGB", refused), "PNG"))
+    assert load_image(_encode(Image.new("RGB", accepted), "PNG")).size == accepted
