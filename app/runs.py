@@ -9,6 +9,7 @@ threshold slider only re-thresholds cached numbers and never calls the model.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import uuid
 from typing import Any
 
@@ -20,24 +21,61 @@ from mlcore.config import DataConfig, TrainConfig
 from mlcore.datasets import Splits
 
 
+DEFAULT_ORIGIN = metrics.threshold_origin("default")
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
-class Evaluation:
-    """Test-split targets and probabilities with their threshold-free results."""
+class SplitScores:
+    """One split's targets and probabilities with their threshold-free results."""
 
     y_true: np.ndarray
     y_score: np.ndarray
     sweep: pd.DataFrame
     ranking: pd.DataFrame
-    best_thresholds: dict[str, float]
 
     @classmethod
-    def compute(cls, y_true: np.ndarray, y_score: np.ndarray, labels: tuple[str, ...]) -> "Evaluation":
+    def compute(cls, y_true: np.ndarray, y_score: np.ndarray, labels: tuple[str, ...]) -> "SplitScores":
         return cls(
             y_true=y_true, y_score=y_score,
             sweep=metrics.threshold_sweep(y_true, y_score, labels=labels),
             ranking=metrics.ranking_scores(y_true, y_score, labels=labels),
-            best_thresholds=metrics.best_thresholds(y_true, y_score, labels=labels),
         )
+
+    def __len__(self) -> int:
+        return len(self.y_true)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Evaluation:
+    """Probabilities of the validation split (which chooses thresholds) and of the
+    test split (which is reported), each with its threshold-free results."""
+
+    test: SplitScores
+    validation: SplitScores | None
+    labels: tuple[str, ...]
+
+    @classmethod
+    def compute(cls, labels: tuple[str, ...], test: tuple[np.ndarray, np.ndarray],
+                validation: tuple[np.ndarray, np.ndarray] | None) -> "Evaluation":
+        """From ``(y_true, y_score)`` pairs; a validation split without examples counts as none."""
+        chooser = SplitScores.compute(*validation, labels) if validation is not None and len(validation[0]) else None
+        return cls(test=SplitScores.compute(*test, labels), validation=chooser, labels=labels)
+
+    def split(self, name: str) -> SplitScores:
+        """``"test"`` or ``"validation"``; the test split when the other is missing."""
+        return self.validation if name == "validation" and self.validation is not None else self.test
+
+    @functools.cached_property
+    def best_thresholds(self) -> dict[str, float]:
+        """F1-best thresholds, chosen on the validation split (empty without one)."""
+        return self.choose("f1") if self.validation is not None else {}
+
+    def choose(self, rule: str, target: float | None = None) -> dict[str, float | None]:
+        """Thresholds chosen by ``rule`` on the validation split (``None`` where unreachable)."""
+        if self.validation is None:
+            raise ValueError("This run has no validation split to choose thresholds on.")
+        return metrics.choose_thresholds(self.validation.y_true, self.validation.y_score, rule=rule, target=target,
+                                         labels=self.labels)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -68,18 +106,27 @@ class Run:
         saved = self.metadata.get("thresholds") or {}
         return {label: float(saved.get(label, 0.5)) for label in self.label_names}
 
+    @property
+    def default_origins(self) -> dict[str, dict]:
+        """How the saved thresholds were set, as the run's metadata records it."""
+        saved = self.metadata.get("threshold_origin")
+        saved = saved if isinstance(saved, dict) else {}
+        return {label: saved.get(label, DEFAULT_ORIGIN) for label in self.label_names}
 
-def score_test_split(model, splits: Splits) -> Evaluation:
-    """Predict the test split once and precompute everything threshold-free."""
-    y_score = predict.predict_proba(model, splits.test.images)
-    return Evaluation.compute(splits.test.targets, y_score, splits.label_names)
+
+def score_splits(model, splits: Splits) -> Evaluation:
+    """Predict the validation and test splits once and precompute everything threshold-free."""
+    validation = (splits.validation.targets, predict.predict_proba(model, splits.validation.images))
+    test = (splits.test.targets, predict.predict_proba(model, splits.test.images))
+    return Evaluation.compute(splits.label_names, test, validation)
 
 
 def from_training(result, splits: Splits, data_config: DataConfig, train_config: TrainConfig) -> Run:
-    """A run from a finished (or stopped) training result; scores the test split."""
-    evaluation = score_test_split(result.model, splits)
+    """A run from a finished (or stopped) training result; scores the validation and test splits."""
+    evaluation = score_splits(result.model, splits)
     default = {label: 0.5 for label in splits.label_names}
     metadata = store.run_metadata(data_config, train_config, splits, result, thresholds=default,
+                                  threshold_origin={label: DEFAULT_ORIGIN for label in splits.label_names},
                                   test_metrics=test_metrics(evaluation, default, splits.label_names))
     state = "stopped after" if result.stopped else "trained for"
     title = f"{train_config.architecture} CNN, {state} {result.epochs_completed}/{train_config.epochs} epochs"
@@ -95,23 +142,25 @@ def from_bundle(bundle: store.RunBundle, file_name: str) -> Run:
 
 
 def with_evaluation(run: Run, splits: Splits) -> Run:
-    """The same run, scored on ``splits``' test split (labels and image size must match)."""
+    """The same run, scored on ``splits``' validation and test splits (labels and image size must match)."""
     if tuple(splits.label_names) != tuple(run.label_names):
         raise ValueError(f"The model predicts {list(run.label_names)} but the data has {list(splits.label_names)}.")
     if int(splits.test.images.shape[1]) != run.image_size:
         raise ValueError(f"The model takes {run.image_size} px images but the data has {splits.test.images.shape[1]} px.")
-    return dataclasses.replace(run, evaluation=score_test_split(run.model, splits))
+    return dataclasses.replace(run, evaluation=score_splits(run.model, splits))
 
 
 def test_metrics(evaluation: Evaluation, thresholds: dict[str, float], labels: tuple[str, ...]) -> dict:
     """The bundle's ``test_metrics`` block at the given thresholds (as the CLI writes it)."""
-    return metrics.evaluation_summary(evaluation.y_true, evaluation.y_score, threshold=thresholds, labels=labels,
-                                      ranking=evaluation.ranking)
+    test = evaluation.test
+    return metrics.evaluation_summary(test.y_true, test.y_score, threshold=thresholds, labels=labels,
+                                      ranking=test.ranking)
 
 
-def bundle_bytes(run: Run, thresholds: dict[str, float]) -> bytes:
-    """The run as a bundle carrying the thresholds the user tuned (and metrics at them)."""
-    metadata = {**run.metadata, "thresholds": dict(thresholds)}
+def bundle_bytes(run: Run, thresholds: dict[str, float], origins: dict[str, dict] | None = None) -> bytes:
+    """The run as a bundle carrying the thresholds the user tuned, how each was set, and test metrics at them."""
+    metadata = {**run.metadata, "thresholds": dict(thresholds),
+                "threshold_origin": dict(origins) if origins is not None else run.default_origins}
     if run.evaluation is not None:
         metadata["test_metrics"] = test_metrics(run.evaluation, thresholds, run.label_names)
     for key in ("format", "version", "versions"):  # bundle_bytes writes these itself

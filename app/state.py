@@ -13,7 +13,7 @@ import dataclasses
 import streamlit as st
 
 from app import jobs, loaders, runs
-from mlcore import store
+from mlcore import metrics, store
 from mlcore.config import DataConfig, TrainConfig
 
 DATA_CONFIG = "mlapp.data_config"
@@ -25,6 +25,9 @@ RUNS = "mlapp.runs"  # {"trained": Run | None, "bundle": Run | None}
 ACTIVE = "mlapp.active"  # which of RUNS the pages use
 THRESHOLDS = "mlapp.thresholds"  # {run id: {label: threshold}}
 GLOBAL_THRESHOLD = "mlapp.global_threshold"  # {run id: last value of the global slider}
+THRESHOLD_ORIGINS = "mlapp.threshold_origins"  # {run id: {label: metrics.threshold_origin(...)}}
+EVAL_SPLIT = "mlapp.eval_split"  # which split the Evaluate page scores: "test" or "validation"
+EVAL_NOTICE = "mlapp.eval_notice"  # a message from a threshold button, shown once
 BUNDLE_ID = "mlapp.bundle_upload_id"
 WIDGET_REVISIONS = "mlapp.widget_revisions"  # {widget group: revision}
 PAGE = "mlapp.page"  # the page shown last, and how many page visits so far
@@ -49,7 +52,8 @@ def init() -> None:
             "generated demo set (synthetic drawings). Pick the real dataset below to download it (68 MB)."
         )
     defaults = {TRAIN_CONFIG: TrainConfig(), JOB: None, JOB_MESSAGE: None, RUNS: {"trained": None, "bundle": None},
-                ACTIVE: None, THRESHOLDS: {}, GLOBAL_THRESHOLD: {}, BUNDLE_ID: None, PREDICTIONS: {},
+                ACTIVE: None, THRESHOLDS: {}, GLOBAL_THRESHOLD: {}, THRESHOLD_ORIGINS: {}, EVAL_SPLIT: "test",
+                EVAL_NOTICE: None, BUNDLE_ID: None, PREDICTIONS: {},
                 WIDGET_REVISIONS: {}, PAGE: ("", 0)}
     for key, value in defaults.items():
         st.session_state.setdefault(key, value)
@@ -218,19 +222,49 @@ def _move_slider(key: str, value: float) -> None:
         st.session_state[key] = value
 
 
-def set_thresholds(run: runs.Run, values: dict[str, float]) -> None:
-    """Store per-label thresholds and move their sliders (safe inside widget callbacks)."""
+def threshold_origins(run: runs.Run) -> dict[str, dict]:
+    """Per label, how its current threshold was set (see :func:`mlcore.metrics.threshold_origin`)."""
+    return dict(st.session_state[THRESHOLD_ORIGINS].setdefault(run.id, run.default_origins))
+
+
+def set_thresholds(run: runs.Run, values: dict[str, float], origin: dict) -> None:
+    """Store per-label thresholds with their origin and move their sliders (safe inside widget callbacks)."""
     merged = {**thresholds(run), **{label: round(float(v), 2) for label, v in values.items()}}
     st.session_state[THRESHOLDS][run.id] = merged
+    st.session_state[THRESHOLD_ORIGINS][run.id] = {**threshold_origins(run), **{label: origin for label in values}}
     for label, value in merged.items():
         _move_slider(threshold_key(run, label), value)
 
 
-def set_global_threshold(run: runs.Run, value: float) -> None:
+def set_global_threshold(run: runs.Run, value: float, origin: dict) -> None:
     value = round(float(value), 2)
     st.session_state[GLOBAL_THRESHOLD][run.id] = value
     _move_slider(global_threshold_key(run), value)
-    set_thresholds(run, {label: value for label in run.label_names})
+    set_thresholds(run, {label: value for label in run.label_names}, origin)
+
+
+def manual_origin() -> dict:
+    """The origin of a threshold moved by hand: on whichever split the page shows."""
+    return metrics.threshold_origin("manual", split=eval_split())
+
+
+def eval_split() -> str:
+    return st.session_state[EVAL_SPLIT]
+
+
+def set_eval_split(name: str) -> None:
+    if name not in ("test", "validation"):
+        raise ValueError(f"split must be 'test' or 'validation', got {name!r}")
+    st.session_state[EVAL_SPLIT] = name
+
+
+def post_eval_notice(kind: str, text: str) -> None:
+    st.session_state[EVAL_NOTICE] = (kind, text)
+
+
+def pop_eval_notice() -> tuple[str, str] | None:
+    notice, st.session_state[EVAL_NOTICE] = st.session_state[EVAL_NOTICE], None
+    return notice
 
 
 def load_bundle(upload_id: str, data: bytes, file_name: str) -> tuple[runs.Run, bool]:

@@ -67,7 +67,7 @@ def main() -> None:
     at = trained_session()
     if at.exception:
         raise RuntimeError(f"the Evaluate page failed: {at.exception}")
-    test_images = len(at.session_state["mlapp.runs"]["trained"].evaluation.y_true)
+    test_images = len(at.session_state["mlapp.runs"]["trained"].evaluation.test.y_true)
     calls = {"model": 0}
     original_call, original_proba = keras.Model.__call__, predict.predict_proba
 

@@ -34,7 +34,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--image-size", type=int, default=cfg.DataConfig.image_size)
     train.add_argument("--indoor-probability", type=float, default=cfg.DataConfig.indoor_probability)
     train.add_argument("--seed", type=int, default=42)
-    train.add_argument("--threshold", type=float, default=0.5)
+    train.add_argument("--threshold", type=float, default=0.5,
+                       help="the decision threshold of every label (default 0.5)")
+    train.add_argument("--choose-thresholds", metavar="RULE", type=_threshold_rule,
+                       help="choose each label's threshold on the validation split, then report the test split: "
+                            "'f1' (F1-best), 'precision:0.9' (the lowest threshold whose precision reaches 0.9) "
+                            "or 'recall:0.9' (the highest whose recall reaches 0.9); a label that cannot reach "
+                            "the target keeps --threshold")
     train.add_argument("--output", default="runs/latest.zip", help="where to save the run bundle")
 
     predict = commands.add_parser("predict", help="predict labels for images with a saved run bundle")
@@ -42,6 +48,19 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+")
     predict.add_argument("--threshold", type=float, help="override the bundle's thresholds")
     return parser
+
+
+def _threshold_rule(text: str) -> tuple[str, float | None]:
+    """``f1``, ``precision:T`` or ``recall:T`` as ``(rule, target)``."""
+    rule, _, target = text.partition(":")
+    try:
+        if rule == "f1" and not target:
+            return "f1", None
+        if rule in ("precision", "recall") and 0.0 < float(target) <= 1.0:
+            return rule, float(target)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected f1, precision:T or recall:T with 0 < T <= 1, got {text!r}")
 
 
 class ProgressBar:
@@ -98,23 +117,50 @@ def _train(args) -> int:
     )
     if result.stopped:
         print("Training stopped early.")
-    y_true, y_score = splits.test.targets, predict.predict_proba(result.model, splits.test.images)
     labels = splits.label_names
-    report = metrics.classification_report_frame(y_true, y_score, threshold=threshold, labels=labels)
-    print(f"\nClassification report on the test split ({len(y_true)} images, threshold {threshold}):")
+    thresholds, origins = _thresholds(args, result.model, splits, threshold)
+    y_true, y_score = splits.test.targets, predict.predict_proba(result.model, splits.test.images)
+    report = metrics.classification_report_frame(y_true, y_score, threshold=thresholds, labels=labels)
+    shown = threshold if args.choose_thresholds is None else ", ".join(f"{k} {v:.2f}" for k, v in thresholds.items())
+    print(f"\nClassification report on the test split ({len(y_true)} images, threshold {shown}):")
     print(report.to_string(float_format=lambda v: f"{v:.2f}"))
-    for label, matrix in zip(labels, metrics.confusion_matrices(y_true, y_score, threshold=threshold, labels=labels)):
+    for label, matrix in zip(labels, metrics.confusion_matrices(y_true, y_score, threshold=thresholds, labels=labels)):
         print(f"\nConfusion matrix for {label} ([[TN FP] [FN TP]]):\n{matrix}")
     ranking = metrics.ranking_scores(y_true, y_score, labels=labels)
-    summary = metrics.summary_scores(y_true, y_score, threshold=threshold, labels=labels)
+    summary = metrics.summary_scores(y_true, y_score, threshold=thresholds, labels=labels)
     print("\nPer-label ROC-AUC: " + ", ".join(f"{k}={v:.3f}" for k, v in ranking["roc_auc"].items()))
     print("Summary: " + ", ".join(f"{k}={v:.3f}" for k, v in summary.items()))
-    test_metrics = metrics.evaluation_summary(y_true, y_score, threshold=threshold, labels=labels, ranking=ranking)
-    metadata = store.run_metadata(data_config, train_config, splits, result,
-                                  thresholds={label: threshold for label in labels}, test_metrics=test_metrics)
+    test_metrics = metrics.evaluation_summary(y_true, y_score, threshold=thresholds, labels=labels, ranking=ranking)
+    metadata = store.run_metadata(data_config, train_config, splits, result, thresholds=thresholds,
+                                  threshold_origin=origins, test_metrics=test_metrics)
     path = store.save_bundle(args.output, result.model, metadata)
     print(f"\nSaved run bundle to {path}")
     return 0
+
+
+def _thresholds(args, model, splits, threshold: float) -> tuple[dict[str, float], dict[str, dict]]:
+    """Every label at ``threshold``, or chosen by ``--choose-thresholds`` on the validation split."""
+    from mlcore import metrics, predict
+
+    labels = splits.label_names
+    thresholds = {label: float(threshold) for label in labels}
+    origins = {label: metrics.threshold_origin("fixed") for label in labels}
+    if args.choose_thresholds is None:
+        return thresholds, origins
+    if len(splits.validation) == 0:
+        raise ValueError("--choose-thresholds needs a validation split, and this data has none")
+    rule, target = args.choose_thresholds
+    y_score = predict.predict_proba(model, splits.validation.images)
+    chosen = metrics.choose_thresholds(splits.validation.targets, y_score, rule=rule, target=target, labels=labels)
+    origin = metrics.threshold_origin(rule, split="validation", target=target)
+    for label, value in chosen.items():
+        if value is None:
+            print(f"No threshold reaches {rule} {target} for {label} on the validation split: it keeps {threshold}.")
+        else:
+            thresholds[label], origins[label] = value, origin
+    print(f"Thresholds, {metrics.describe_origin(origin)}: "
+          + ", ".join(f"{label} {value:.2f}" for label, value in thresholds.items()))
+    return thresholds, origins
 
 
 def _predict(args) -> int:

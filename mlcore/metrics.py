@@ -158,6 +158,73 @@ def best_thresholds(
     return {row.label: float(row.threshold) for row in best.itertuples()}
 
 
+THRESHOLD_RULES = ("f1", "precision", "recall")
+
+
+def choose_thresholds(
+    y_true: np.ndarray, y_score: np.ndarray, *, rule: str = "f1", target: float | None = None,
+    thresholds: np.ndarray = DEFAULT_SWEEP, labels: tuple[str, ...] = LABELS,
+) -> dict[str, float | None]:
+    """One threshold per label, chosen by ``rule`` on the candidate ``thresholds``.
+
+    - ``"f1"``: the F1-best threshold (the lowest one on ties);
+    - ``"precision"``: the lowest threshold whose precision reaches ``target`` (so
+      recall is as high as that precision allows);
+    - ``"recall"``: the highest threshold whose recall reaches ``target`` (so as few
+      false positives as that recall allows).
+
+    A label where no candidate reaches the target gets ``None``. Call it on the
+    split that chooses thresholds (validation), never on the split you report.
+    """
+    if rule not in THRESHOLD_RULES:
+        raise ValueError(f"rule must be one of {THRESHOLD_RULES}, got {rule!r}")
+    if rule == "f1":
+        return best_thresholds(y_true, y_score, thresholds=thresholds, labels=labels)
+    if target is None or not 0.0 < float(target) <= 1.0:
+        raise ValueError(f"rule {rule!r} needs a target in (0, 1], got {target!r}")
+    sweep = threshold_sweep(y_true, y_score, thresholds=thresholds, labels=labels)
+    chosen: dict[str, float | None] = {}
+    for label in labels:
+        rows = sweep[(sweep["label"] == label) & (sweep[rule] >= float(target) - 1e-12)]
+        if rows.empty:
+            chosen[label] = None
+        else:
+            chosen[label] = float(rows["threshold"].min() if rule == "precision" else rows["threshold"].max())
+    return chosen
+
+
+ORIGIN_METHODS = ("default", "fixed", "manual", *THRESHOLD_RULES)
+
+
+def threshold_origin(method: str, *, split: str | None = None, target: float | None = None) -> dict:
+    """Where a threshold came from, as plain JSON for run bundles: how it was set
+    (``ORIGIN_METHODS``), on which split, and the rule's target if it had one."""
+    if method not in ORIGIN_METHODS:
+        raise ValueError(f"method must be one of {ORIGIN_METHODS}, got {method!r}")
+    return {"method": method, "split": split, "target": None if target is None else float(target)}
+
+
+def describe_origin(origin: object) -> str:
+    """A threshold origin in words; anything malformed (an old or foreign bundle) reads as unrecorded."""
+    unknown = "origin not recorded"
+    if not isinstance(origin, dict) or not isinstance(origin.get("method"), str):
+        return unknown
+    method, split, target = origin["method"], origin.get("split"), origin.get("target")
+    where = f"the {split} split" if split in ("validation", "test") else "an unrecorded split"
+    if method in ("precision", "recall"):
+        try:
+            target = float(target) if isinstance(target, (int, float)) and not isinstance(target, bool) else None
+        except OverflowError:  # an integer of hundreds of digits
+            target = None
+        if target is None or not 0.0 < target <= 1.0:  # NaN fails this too
+            return unknown
+        extreme = "lowest" if method == "precision" else "highest"
+        return f"{extreme} threshold with {method} ≥ {target:.2f} on {where}"
+    words = {"f1": f"F1-best on {where}", "manual": f"set by hand while viewing {where}",
+             "default": "the default", "fixed": "fixed on the command line"}
+    return words.get(method, unknown)
+
+
 def evaluation_summary(
     y_true: np.ndarray, y_score: np.ndarray, *, threshold: Threshold = 0.5, labels: tuple[str, ...] = LABELS,
     ranking: pd.DataFrame | None = None,

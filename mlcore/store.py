@@ -190,8 +190,10 @@ def load_bundle(source: bytes | str | Path) -> RunBundle:
     return RunBundle(model, meta)
 
 
-def run_metadata(data_config, train_config, splits, result, *, thresholds: dict[str, float], test_metrics: dict) -> dict:
-    """The ``run.json`` content for a finished training run."""
+def run_metadata(data_config, train_config, splits, result, *, thresholds: dict[str, float],
+                 threshold_origin: dict[str, dict], test_metrics: dict) -> dict:
+    """The ``run.json`` content for a finished training run. ``threshold_origin`` says, per
+    label, how its threshold was set and on which split (``metrics.threshold_origin``)."""
     from mlcore.config import to_dict
 
     return {
@@ -204,6 +206,7 @@ def run_metadata(data_config, train_config, splits, result, *, thresholds: dict[
         "synthetic_data": bool(splits.synthetic),
         "split_sizes": splits.sizes(),
         "thresholds": {k: float(v) for k, v in thresholds.items()},
+        "threshold_origin": dict(threshold_origin),
         "history": result.history,
         "stopped_early": bool(result.stopped),
         "epochs_completed": int(result.epochs_completed),

@@ -14,15 +14,18 @@ elif run.evaluation is None:
     render.score_loaded_run(run)
 else:
     labels, evaluation = run.label_names, run.evaluation
-    st.caption(f"{run.title}, on {len(evaluation.y_true):,} held-out test images. Every number below is "
-               "recomputed from the stored test probabilities: moving a slider never calls the model.")
+    st.caption(f"{run.title}. Every number below is recomputed from the stored probabilities of the validation "
+               "and test splits: moving a slider never calls the model.")
     if run.synthetic:
         st.warning("Evaluated on the SYNTHETIC demo set.", icon=":material/draw:")
+    split = render.split_picker(evaluation)
     thresholds = render.threshold_controls(run)
-    render.summary_metrics(evaluation, thresholds, labels)
+    render.provenance(run, split)
+    scores = evaluation.split(split)
+    render.summary_metrics(scores, thresholds, labels)
     st.subheader("Classification report")
-    render.report_table(evaluation, thresholds, labels)
+    render.report_table(scores, thresholds, labels)
     st.subheader("Confusion matrices")
-    render.confusion_grid(evaluation, thresholds, labels)
+    render.confusion_grid(scores, thresholds, labels)
     st.subheader("Precision, recall and F1 against the threshold")
-    render.sweep_grid(evaluation, thresholds, labels)
+    render.sweep_grid(evaluation, split, thresholds, labels)

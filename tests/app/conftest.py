@@ -8,10 +8,12 @@ steps are methods of :class:`Ui`, handed to tests by the ``ui`` fixture.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
@@ -111,6 +113,13 @@ class Ui:
     def plotly_figures(at: AppTest) -> list[dict]:
         """Every Plotly chart on the current page, as figure JSON, in page order."""
         return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+    @staticmethod
+    def array(value) -> np.ndarray:
+        """A figure's data field as an array: Plotly writes numpy arrays as base64 ``bdata``."""
+        if isinstance(value, dict) and "bdata" in value:
+            return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        return np.asarray(value, dtype=float)
 
     @staticmethod
     def figure_titled(at: AppTest, title: str) -> dict:

@@ -1,4 +1,5 @@
-"""The Evaluate page: thresholds drive every number, all from the stored test probabilities."""
+"""The Evaluate page: thresholds chosen on the validation split drive every number shown for the test split,
+all from the stored probabilities."""
 
 from __future__ import annotations
 
@@ -19,9 +20,18 @@ def scores(trained_app):
     return splits.test.targets, predict.predict_proba(run.model, splits.test.images), splits.label_names
 
 
+@pytest.fixture(scope="module")
+def validation_scores(trained_app):
+    """The same for the validation split, the one that chooses thresholds."""
+    run = trained_app.session_state["mlapp.runs"]["trained"]
+    splits = datasets.load_splits(run.data_config)
+    return splits.validation.targets, predict.predict_proba(run.model, splits.validation.images), splits.label_names
+
+
 @pytest.fixture
 def evaluate(trained_app, ui):
     at = ui.open_page(trained_app, "evaluate")
+    at.radio(key="w.eval.split").set_value("test")
     at.button(key="w.eval.reset").click().run()
     assert not at.exception
     return at
@@ -87,20 +97,75 @@ def test_confusion_heatmaps_name_and_count_every_cell(evaluate, scores, ui):
             assert cell.endswith(f"{matrix[row, column] / matrix.sum() * 100:.1f}%")
 
 
-def test_f1_best_button_sets_each_label_and_the_sweeps_mark_it(evaluate, scores, ui):
+def shown_markdown(at) -> str:
+    return "\n".join(block.value for block in at.markdown)
+
+
+def test_f1_best_is_chosen_on_the_validation_split_and_judged_on_the_test_split(evaluate, scores,
+                                                                                 validation_scores, ui):
     at = evaluate
-    y_true, y_score, labels = scores
-    best = metrics.best_thresholds(y_true, y_score, labels=labels)
+    y_val, p_val, labels = validation_scores
+    best = metrics.best_thresholds(y_val, p_val, labels=labels)
+    leaked = metrics.best_thresholds(scores[0], scores[1], labels=labels)
+    assert best != leaked, "the demo run should make the two choices differ, or this test proves nothing"
     at.button(key="w.eval.best").click().run()
 
     assert {label: label_slider(at, label).value for label in labels} == pytest.approx(best)
     pd.testing.assert_frame_equal(shown_report(at), expected_report(scores, best), atol=1e-9)
+    text = shown_markdown(at)
+    assert all(f"**{label}** {best[label]:.2f} (F1-best on the validation split)" in text for label in labels)
+    assert "Scored on the **test split**" in text
     sweeps = [figure for figure in ui.plotly_figures(at) if figure["data"][0].get("mode") == "lines"
               and figure["layout"].get("xaxis", {}).get("title", {}).get("text") == "threshold"]
     assert len(sweeps) == len(labels)
+    test_sweep = metrics.threshold_sweep(scores[0], scores[1], labels=labels)
     for figure, label in zip(sweeps, labels):
-        current = [shape["x0"] for shape in figure["layout"]["shapes"]]
-        assert current[0] == pytest.approx(best[label])
+        current, marked_best = (shape["x0"] for shape in figure["layout"]["shapes"])
+        assert current == pytest.approx(best[label]) and marked_best == pytest.approx(best[label])
+        rows = test_sweep[test_sweep.label == label]
+        assert ui.array(figure["data"][2]["y"]) == pytest.approx(rows["f1"].to_numpy()), "the test split's curve"
+
+
+def test_a_precision_target_sets_the_lowest_threshold_that_reaches_it_on_validation(evaluate, scores,
+                                                                                     validation_scores):
+    at = evaluate
+    y_val, p_val, labels = validation_scores
+    target = 0.75
+    chosen = metrics.choose_thresholds(y_val, p_val, rule="precision", target=target, labels=labels)
+    at.selectbox(key="w.eval.rule").set_value("precision")
+    at.number_input(key="w.eval.target").set_value(target)
+    at.button(key="w.eval.apply_rule").click().run()
+
+    assert not at.exception
+    expected = {label: (value if value is not None else 0.5) for label, value in chosen.items()}
+    assert {label: label_slider(at, label).value for label in labels} == pytest.approx(expected)
+    pd.testing.assert_frame_equal(shown_report(at), expected_report(scores, expected), atol=1e-9)
+    from sklearn.metrics import precision_score
+
+    for index, label in enumerate(labels):
+        if chosen[label] is not None:
+            assert precision_score(y_val[:, index], p_val[:, index] >= chosen[label]) >= target
+    missed = [label for label, value in chosen.items() if value is None]
+    notices = [element.value for element in (*at.warning, *at.success)]
+    if missed:
+        assert any("No threshold reaches precision 0.75" in notice and all(m in notice for m in missed)
+                   for notice in notices)
+    else:
+        assert any("lowest threshold with precision ≥ 0.75 on the validation split" in n for n in notices)
+
+
+def test_the_split_switch_scores_the_validation_split(evaluate, scores, validation_scores):
+    at = evaluate
+    at.radio(key="w.eval.split").set_value("validation").run()
+    assert not at.exception
+    pd.testing.assert_frame_equal(shown_report(at), expected_report(validation_scores, 0.5), atol=1e-9)
+    assert shown_report(at).loc["micro avg", "support"] == validation_scores[0].sum()
+    assert "Scored on the **validation split**" in shown_markdown(at)
+    label_slider(at, "dog").set_value(0.3).run()
+    at.radio(key="w.eval.split").set_value("test").run()
+    pd.testing.assert_frame_equal(shown_report(at), expected_report(scores, {"dog": 0.3, "cat": 0.5, "indoor": 0.5}),
+                                  atol=1e-9)
+    assert "**dog** 0.30 (set by hand while viewing the validation split)" in shown_markdown(at)
 
 
 def test_thresholds_survive_a_page_switch_and_reach_the_predict_page(evaluate, ui):

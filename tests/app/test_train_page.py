@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from app import jobs
 from mlcore import datasets, predict
@@ -30,11 +31,37 @@ def test_training_through_the_form_finishes_with_curves_summary_and_bundle(train
     assert any("SYNTHETIC" in warning.value for warning in at.warning)
 
 
-def test_the_worker_scores_the_test_split_once_with_the_trained_model(trained_app):
+def test_the_worker_scores_the_validation_and_test_splits_once_with_the_trained_model(trained_app):
     run = trained_app.session_state["mlapp.runs"]["trained"]
     splits = datasets.load_splits(run.data_config)
-    np.testing.assert_array_equal(run.evaluation.y_true, splits.test.targets)
-    np.testing.assert_allclose(run.evaluation.y_score, predict.predict_proba(run.model, splits.test.images), atol=1e-5)
+    for name in ("validation", "test"):
+        split, scored = getattr(splits, name), getattr(run.evaluation, name)
+        np.testing.assert_array_equal(scored.y_true, split.targets)
+        np.testing.assert_allclose(scored.y_score, predict.predict_proba(run.model, split.images), atol=1e-5)
+
+
+def test_the_validation_curve_ends_at_the_whole_validation_splits_loss(trained_app, ui):
+    """The last point of the validation loss curve is the binary cross-entropy of the
+    final model over every validation image (the seed network has no batch norm to recalibrate)."""
+    at = ui.open_page(trained_app, "train")
+    run = at.session_state["mlapp.runs"]["trained"]
+    splits = datasets.load_splits(run.data_config)
+    assert len(splits.validation) % run.train_config.batch_size, "a partial last batch, whose loss differs"
+    y_true, y_score = splits.validation.targets, predict.predict_proba(run.model, splits.validation.images)
+    clipped = np.clip(y_score.astype(np.float64), 1e-7, 1 - 1e-7)
+    bce = -np.mean(y_true * np.log(clipped) + (1 - y_true) * np.log(1 - clipped))
+    curves = ui.plotly_figures(at)[-1]
+    shown = next(trace["y"] for trace in curves["data"] if trace["name"] == "validation")
+    assert shown[-1] == pytest.approx(bce, abs=1e-4)
+    table = at.dataframe[0].value  # per label: validation AUC beside test ROC-AUC
+    for index, label in enumerate(run.label_names):
+        if len(set(y_true[:, index])) < 2:
+            continue  # AUC is undefined on a split with one class
+        # Keras buckets scores into 200 thresholds: on a split of ten images that moves AUC by a few hundredths
+        # (tests/unit/test_training_numbers.py holds it to 0.01 on a larger split).
+        assert table.iloc[index, 0] == pytest.approx(roc_auc_score(y_true[:, index], y_score[:, index]), abs=0.05)
+        assert table.iloc[index, 1] == pytest.approx(
+            roc_auc_score(splits.test.targets[:, index], run.evaluation.test.y_score[:, index]), abs=1e-9)
 
 
 def test_other_sessions_do_not_see_this_sessions_model(trained_app, ui):
@@ -65,7 +92,7 @@ def test_stop_ends_training_early_keeps_the_model_and_page_switches_do_not_distu
     assert run.metadata["stopped_early"]
     assert run.metadata["epochs_completed"] < 100
     assert any("stopped" in warning.value for warning in at.warning)
-    assert run.evaluation.y_score.shape == (len(run.evaluation.y_true), 3), "the partial model is evaluated"
+    assert run.evaluation.test.y_score.shape == (len(run.evaluation.test.y_true), 3), "the partial model is evaluated"
     ui.open_page(at, "evaluate")
     assert not at.exception and at.dataframe, "the partial model can be evaluated"
 
