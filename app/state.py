@@ -280,6 +280,11 @@ def load_bundle(upload_id: str, data: bytes, file_name: str) -> tuple[runs.Run, 
     return run, True
 
 
+def prediction_cache() -> dict:
+    """This session's scored uploads, ``{(run id, content digest): uploads.Scored}``."""
+    return st.session_state[PREDICTIONS]
+
+
 def replace_run(old: runs.Run, new: runs.Run) -> None:
     """Swap a run for an updated copy (same id, so thresholds carry over)."""
     for kind, run in st.session_state[RUNS].items():

@@ -1,32 +1,43 @@
-"""Scoring uploaded images: each file once per model, every bad file on its own.
+"""Scoring uploaded images: each file once per model, in batches, every bad file on its own.
 
-Probabilities are cached per session by (run, file content), so reruns and
-threshold changes only re-threshold; the decisions are made at render time.
+Probabilities are cached by (run, file content) in a dict the caller owns (the
+session's), so reruns and threshold changes only re-threshold; decisions are made
+at render time. Only a small JPEG thumbnail of each picture is kept: a person may
+upload hundreds of photos of several megapixels each, and their decoded pixels
+would not fit in a shared server's memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
+from collections.abc import Callable
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
-import streamlit as st
-from PIL import Image
+from PIL import Image, ImageOps
 
-from app import runs, state
+from app import runs
 from mlcore import predict
 
-THUMBNAIL_PIXELS = 320
-MAX_CACHED = 48  # scored files kept per session (thumbnails included)
+THUMBNAIL_PIXELS = 256
+THUMBNAIL_QUALITY = 85
+SCORE_BATCH = 32  # images decoded, resized and predicted together
+MAX_CACHED = 48  # results kept beyond the current upload's, for files put back later
+NONE_LABEL = "none of the labels"
+
+Source = tuple[str, "bytes | BinaryIO"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Scored:
-    """One uploaded file: its picture and probabilities, or the reason it was refused."""
+    """One uploaded file: a thumbnail and probabilities, or the reason it was refused."""
 
     name: str
-    image: Image.Image | None = None
+    thumbnail: bytes | None = None  # JPEG, at most THUMBNAIL_PIXELS on its longer side
+    size: tuple[int, int] | None = None  # the original picture's width and height
     probabilities: dict[str, float] | None = None
     error: str | None = None
 
@@ -35,29 +46,88 @@ class Scored:
         return tuple(label for label, p in (self.probabilities or {}).items() if p >= thresholds[label])
 
 
-def score(run: runs.Run, files: list[tuple[str, bytes]]) -> list[Scored]:
-    """Score ``(name, bytes)`` files with ``run``'s model; decoded and predicted once each."""
-    cache: dict = st.session_state[state.PREDICTIONS]
-    for stale in [key for key in cache if key[0] != run.id]:  # another model's scores
+def _content(source: bytes | BinaryIO) -> bytes:
+    """The whole content of an upload, however often it is asked for (a Streamlit
+    ``UploadedFile`` is a ``BytesIO``; other files are read from their start)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    getvalue = getattr(source, "getvalue", None)
+    if getvalue is not None:
+        return getvalue()
+    source.seek(0)
+    return source.read()
+
+
+def thumbnail_jpeg(image: Image.Image) -> bytes:
+    """A small square JPEG of the whole of ``image`` (padded, not cropped), so cards in a
+    grid line up; a few KB instead of the picture's decoded megabytes."""
+    small = ImageOps.pad(image, (THUMBNAIL_PIXELS, THUMBNAIL_PIXELS), color=(240, 242, 246))
+    buffer = io.BytesIO()
+    small.save(buffer, format="JPEG", quality=THUMBNAIL_QUALITY)
+    return buffer.getvalue()
+
+
+def _prepare(name: str, data: bytes, image_size: int) -> tuple[Scored, np.ndarray | None]:
+    """Decode one file into the model's input and a thumbnail; the full picture is dropped here."""
+    try:
+        image = predict.load_image(data)
+        return Scored(name, thumbnail_jpeg(image), image.size), predict.to_model_input(image, image_size)
+    except predict.ImageError as error:
+        return Scored(name, error=str(error)), None
+    except Exception as error:  # a picture that decoded but cannot be resized or re-encoded: refuse it alone
+        return Scored(name, error=f"The image could not be prepared ({type(error).__name__}: {error})."), None
+
+
+def _score_batch(run: runs.Run, batch: list[tuple[tuple, Scored, np.ndarray]], cache: dict) -> None:
+    probabilities = predict.predict_proba(run.model, np.stack([pixels for _, _, pixels in batch]))
+    for (key, scored, _), row in zip(batch, probabilities):
+        cache[key] = dataclasses.replace(scored, probabilities={
+            label: float(p) for label, p in zip(run.label_names, row)})
+
+
+def _trim(cache: dict, keep: set) -> None:
+    """Drop the oldest results of files no longer uploaded, beyond ``MAX_CACHED`` of them."""
+    others = [key for key in cache if key not in keep]
+    for key in others[:max(0, len(others) - MAX_CACHED)]:
+        del cache[key]
+
+
+def score(run: runs.Run, files: list[Source], cache: dict, *,
+          on_progress: Callable[[int, int], None] | None = None) -> list[Scored]:
+    """Score ``(name, bytes or file)`` uploads with ``run``'s model, each file once.
+
+    ``cache`` maps ``(run id, content digest)`` to results and is updated in place;
+    results of other models are dropped from it. Files are read, decoded and
+    predicted ``SCORE_BATCH`` at a time; ``on_progress(done, total)`` follows the
+    files that had to be scored. Returns one result per file, in upload order.
+    """
+    for stale in [key for key in cache if key[0] != run.id]:
         del cache[stale]
-    keys = [(run.id, hashlib.sha256(data).hexdigest()) for _, data in files]
-    fresh: list[tuple[tuple, str, Image.Image]] = []
-    for key, (name, data) in zip(keys, files):
-        if key in cache:
-            continue
-        try:
-            image = predict.load_image(data)
-        except predict.ImageError as error:
-            cache[key] = Scored(name, error=str(error))
-            continue
-        fresh.append((key, name, image))
-    if fresh:
-        batch = np.stack([predict.to_model_input(image, run.image_size) for _, _, image in fresh])
-        for (key, name, image), row in zip(fresh, predict.predict_proba(run.model, batch)):
-            image.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
-            cache[key] = Scored(name, image, {label: float(p) for label, p in zip(run.label_names, row)})
-    while len(cache) > MAX_CACHED:
-        cache.pop(next(iter(cache)))
+    keys, missing, queued = [], [], set()
+    for name, source in files:
+        key = (run.id, hashlib.sha256(_content(source)).hexdigest())
+        keys.append(key)
+        if key not in cache and key not in queued:
+            queued.add(key)
+            missing.append((key, name))
+    done = 0
+    batch: list[tuple[tuple, Scored, np.ndarray]] = []
+    sources = {key: source for key, (_, source) in zip(keys, files)}
+    for key, name in missing:
+        scored, pixels = _prepare(name, _content(sources[key]), run.image_size)
+        if pixels is None:
+            cache[key] = scored
+        else:
+            batch.append((key, scored, pixels))
+        if len(batch) == SCORE_BATCH:
+            _score_batch(run, batch, cache)
+            batch = []
+        done += 1
+        if on_progress is not None and (done % SCORE_BATCH == 0 or done == len(missing)):
+            on_progress(done, len(missing))
+    if batch:
+        _score_batch(run, batch, cache)
+    _trim(cache, set(keys))
     # A file re-uploaded under another name keeps its cached scores but shows its own name.
     return [dataclasses.replace(cache[key], name=name) for key, (name, _) in zip(keys, files)]
 
@@ -68,7 +138,22 @@ def table(results: list[Scored], thresholds: dict[str, float], label_names: tupl
     for result in results:
         row = {"file": result.name}
         row.update({label: (result.probabilities or {}).get(label, np.nan) for label in label_names})
-        row["predicted"] = ", ".join(result.labels(thresholds)) or ("" if result.error else "none of the labels")
+        row["predicted"] = ", ".join(result.labels(thresholds)) or ("" if result.error else NONE_LABEL)
         row["error"] = result.error or ""
         rows.append(row)
     return pd.DataFrame(rows, columns=["file", *label_names, "predicted", "error"])
+
+
+def matches(result: Scored, shown: set[str], thresholds: dict[str, float]) -> bool:
+    """Whether a result passes the filter ``shown`` (labels, ``NONE_LABEL``, or ``"refused"``)."""
+    if result.error:
+        return "refused" in shown
+    labels = result.labels(thresholds)
+    return bool(set(labels) & shown) if labels else NONE_LABEL in shown
+
+
+def order(results: list[Scored], by: str | None) -> list[Scored]:
+    """Results by descending probability of label ``by`` (refused files last), or as uploaded."""
+    if by is None:
+        return list(results)
+    return sorted(results, key=lambda r: -(r.probabilities or {}).get(by, -1.0))

@@ -142,8 +142,13 @@ def threshold_sweep_figure(
     return go.Figure(traces, layout=layout)
 
 
-def probability_bars(probabilities: Mapping[str, float], thresholds: Mapping[str, float]) -> go.Figure:
-    """One horizontal bar per label with its probability and that label's threshold line."""
+def probability_bars(
+    probabilities: Mapping[str, float], thresholds: Mapping[str, float], *, compact: bool = False
+) -> go.Figure:
+    """One horizontal bar per label with its probability and that label's threshold line.
+
+    ``compact`` drops the axis title and shrinks the margins, for a card in a grid.
+    """
     labels = list(probabilities)
     values = [probabilities[label] for label in labels]
     figure = go.Figure(go.Bar(
@@ -155,7 +160,10 @@ def probability_bars(probabilities: Mapping[str, float], thresholds: Mapping[str
         # A short vertical tick across this label's bar only (its own threshold).
         figure.add_shape(type="line", x0=thresholds[label], x1=thresholds[label], y0=index - 0.45, y1=index + 0.45,
                          line=dict(color="#222", width=2, dash="dash"))
-    figure.update_xaxes(range=[0, 1], dtick=0.25, tickformat=".0%", title_text="probability (dashed: threshold)")
+    title = None if compact else "probability (dashed: threshold)"
+    figure.update_xaxes(range=[0, 1], dtick=0.25 if not compact else 0.5, tickformat=".0%", title_text=title)
     figure.update_yaxes(autorange="reversed")
-    figure.update_layout(margin=dict(_MARGIN, r=30), height=80 + 45 * len(labels), showlegend=False)
+    margin = dict(l=0, r=10, t=5, b=5) if compact else dict(_MARGIN, r=30)
+    figure.update_layout(margin=margin, height=(40 if compact else 80) + (30 if compact else 45) * len(labels),
+                         showlegend=False)
     return figure

@@ -18,14 +18,13 @@ else:
                + ", ".join(f"{label} {value:.2f}" for label, value in thresholds.items())
                + " (tune them on the Evaluate page).")
     sources = render.image_inputs()
-    try:
-        results = uploads.score(run, sources) if sources else []
-    except ValueError as error:  # the model itself refused the batch: say so, keep the page
-        st.error(f"The model could not score these images: {error}")
-        results = []
-    for index, result in enumerate(results):
-        render.prediction_card(index, result, thresholds)
+    results = render.scored_uploads(run, sources) if sources else []
     if results:
+        render.prediction_summary(results, thresholds, run.label_names)
+        render.refused_files(results)
+        shown, order = render.prediction_filters(run.label_names)
+        chosen = uploads.order([r for r in results if uploads.matches(r, shown, thresholds)], order)
         st.subheader("All predictions")
-        render.predictions_table(results, thresholds, run.label_names)
+        render.predictions_table(chosen, thresholds, run.label_names, results)
+        render.prediction_grid(chosen, thresholds)
     render.bundle_uploader(expanded=False)

@@ -73,6 +73,43 @@ def test_a_real_photo_gets_three_probabilities_and_bad_files_their_own_message(t
     assert at.get("download_button"), "the table can be downloaded as CSV"
 
 
+def test_three_hundred_photos_in_one_upload_give_a_row_each_and_a_paged_grid(trained_app, ui, real_data_dir):
+    """A folder of holiday photos: hundreds of files at once, awkward ones among them."""
+    from app import uploads
+
+    folder = real_data_dir / "cats_and_dogs_filtered" / "validation"
+    photos = sorted((folder / "cats").glob("*.jpg"))[:150] + sorted((folder / "dogs").glob("*.jpg"))[:150]
+    files = [(path.name, path.read_bytes(), "image/jpeg") for path in photos]
+    awkward = [(f"broken{i}.jpg", b"not an image %d" % i, "image/jpeg") for i in range(15)]
+    at = ui.open_page(trained_app, "predict")
+    at.file_uploader(key="w.predict.images").set_value(files + awkward).run()
+
+    assert not at.exception
+    run = at.session_state["mlapp.runs"]["trained"]
+    table = predictions(at)
+    assert len(table) == 315 and list(table["file"]) == [name for name, *_ in files + awkward]
+    batch = np.stack([predict.to_model_input(predict.load_image(data), run.image_size) for _, data, _ in files])
+    np.testing.assert_allclose(table[["dog", "cat", "indoor"]].to_numpy(float)[:300],
+                               predict.predict_proba(run.model, batch), atol=1e-5)
+    assert (table["error"][300:] != "").all() and table[["dog", "cat", "indoor"]][300:].isna().all().all()
+    assert len(at.image) == 12, "a page of cards, not 300"
+    assert any("315 file(s)" in block.value and "15 refused" in block.value for block in at.markdown)
+    cached = at.session_state["mlapp.predictions"].values()
+    assert all(isinstance(result.thumbnail, (bytes, type(None))) for result in cached)
+    assert sum(len(result.thumbnail or b"") for result in cached) < 300 * 40_000, "thumbnails only"
+
+    at.multiselect(key="w.predict.filter").set_value(["cat"]).run()
+    assert all("cat" in predicted for predicted in predictions(at)["predicted"])
+    assert len(predictions(at)) == sum("cat" in p for p in table["predicted"])
+    at.multiselect(key="w.predict.filter").set_value(["dog", "cat", "indoor", uploads.NONE_LABEL, "refused"])
+    at.selectbox(key="w.predict.order").set_value("dog").run()
+    ordered = predictions(at)["dog"].to_numpy(float)[:300]
+    assert (np.diff(ordered) <= 0).all(), "most dog-like first"
+    at.number_input(key="w.predict.page").set_value(25).run()
+    assert not at.exception and len(at.image) == 300 - 24 * 12
+    at.file_uploader(key="w.predict.images").set_value(None).run()
+
+
 def test_a_camera_picture_is_predicted_too(trained_app, ui):
     photo = ui.real_jpeg()
     at = ui.open_page(trained_app, "predict")
@@ -130,7 +167,7 @@ def test_a_loaded_bundle_is_scored_once_on_the_evaluate_page(trained_app, bundle
     at.button(key="w.eval.score").click().run()
     assert not at.exception
     loaded = at.session_state["mlapp.runs"]["bundle"]
-    np.testing.assert_allclose(loaded.evaluation.y_score, trained.evaluation.y_score, atol=1e-5)
+    np.testing.assert_allclose(loaded.evaluation.test.y_score, trained.evaluation.test.y_score, atol=1e-5)
     assert at.dataframe, "the report is shown"
 
 

@@ -116,3 +116,19 @@ def test_predict_shows_probabilities_and_a_clear_error_for_a_bad_file(page, tmp_
     table = page.get_by_test_id("stDataFrame").last
     expect(table).to_contain_text("dog.2001.jpg")
     _no_errors(page)
+
+
+def test_three_hundred_real_photos_in_one_upload_give_three_hundred_rows(page):
+    folder = real_data_root() / "cats_and_dogs_filtered" / "validation"
+    photos = sorted((folder / "cats").glob("*.jpg"))[:150] + sorted((folder / "dogs").glob("*.jpg"))[:150]
+    _open(page, "Predict")
+    delete = page.get_by_role("button", name=re.compile(r"^Remove "))
+    while delete.count():  # start from an empty uploader: new files add to the ones there
+        delete.first.click()
+        page.wait_for_timeout(300)
+    page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files([str(path) for path in photos])
+    expect(page.get_by_text(re.compile(r"300 file\(s\): 300 predicted")).first).to_be_visible(timeout=240_000)
+    grid = page.get_by_test_id("stDataFrame").first.locator("table[role=grid]")  # the grid's accessible mirror
+    expect(grid).to_have_attribute("aria-rowcount", "301")  # a header row and a row per photo
+    expect(page.get_by_test_id("stImage")).to_have_count(12)  # a page of cards
+    _no_errors(page)
