@@ -204,8 +204,9 @@ def train_form(disabled: bool) -> TrainConfig | None:
     config = state.train_config()
     with st.form("train_settings"):
         first, second, third = st.columns(3)
-        epochs = first.number_input("Epochs", min_value=1, max_value=100, step=1,
-                                    value=config.epochs, key=state.widget_key("train", "epochs"))
+        epochs = first.slider("Epochs", min_value=1, max_value=MAX_EPOCHS, step=1,
+                              value=min(config.epochs, MAX_EPOCHS), key=state.widget_key("train", "epochs"),
+                              help="Drag, or click the slider and use the arrow keys.")
         batch_size = second.select_slider("Batch size", options=BATCH_SIZES,
                                           value=config.batch_size, key=state.widget_key("train", "batch"))
         learning_rate = third.select_slider("Learning rate", options=LEARNING_RATES, format_func=lambda v: f"{v:g}",
@@ -385,7 +386,7 @@ def automatic_thresholds(run: runs.Run) -> None:
         return
     best = run.evaluation.best_thresholds
     first, second, third, fourth, fifth = st.columns([3, 2, 2, 2, 2], vertical_alignment="bottom")
-    first.button("Use each label's F1-best threshold", on_click=_apply_rule, args=(run, "f1", None),
+    first.button("F1-best per label", on_click=_apply_rule, args=(run, "f1", None),
                  icon=":material/auto_fix_high:", key="w.eval.best",
                  help="Chosen on the validation split: " + ", ".join(f"{k} {v:.2f}" for k, v in best.items()))
     second.selectbox("Or by a target", list(RULE_LABELS), format_func=RULE_LABELS.get,

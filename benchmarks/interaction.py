@@ -43,7 +43,7 @@ def trained_session():
     at.select_slider(key="w.data.size").set_value(128)
     at.button(key="w.data.apply").click().run()
     at.switch_page("pages/train.py").run()
-    at.number_input(key="w.train.epochs").set_value(1)
+    at.slider(key="w.train.epochs").set_value(1)
     at.radio(key="w.train.architecture").set_value("seed")
     at.button(key="w.train.start").click().run()
     deadline = time.monotonic() + RUN_TIMEOUT

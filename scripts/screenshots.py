@@ -1,6 +1,6 @@
 """Walk the app in headless Chromium with a trained model and save screenshots to docs/.
 
-``python -m scripts.screenshots [--images 400] [--epochs 3]``. Uses the real dataset
+``python -m scripts.screenshots [--images 2000] [--epochs 5]``. Uses the real dataset
 when ``MLCORE_DATA_DIR`` holds it, else the generated demo set. Also prints the
 server's peak resident memory for the session it just drove.
 Regenerate the screenshots whenever the UI changes.
@@ -9,34 +9,27 @@ Regenerate the screenshots whenever the UI changes.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import re
 import tempfile
 import time
 from pathlib import Path
 
-from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 
 from scripts.app_server import CHROMIUM_ARGS, ROOT, chromium_path, peak_rss_mb, running_app
+from scripts.browser import full_height_screenshot, open_page, set_slider
 
 DOCS = ROOT / "docs"
 WIDTH = 1100  # saved width in pixels; palette PNGs keep each file small
 
 
 def save(page: Page, name: str) -> None:
-    page.wait_for_timeout(1500)  # let charts finish their transitions
-    image = Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("RGB")
-    height = round(image.height * WIDTH / image.width)
-    image = image.resize((WIDTH, height), Image.Resampling.LANCZOS).quantize(colors=192)
-    image.save(DOCS / f"{name}.png", optimize=True)
-    print(f"saved docs/{name}.png ({(DOCS / f'{name}.png').stat().st_size // 1024} KB)")
-
-
-def open_page(page: Page, title: str) -> None:
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
-    expect(page.get_by_role("heading", name=title, exact=True).first).to_be_visible()
+    """The page at its content's full height, scaled to ``WIDTH``."""
+    path = DOCS / f"{name}.png"
+    page.mouse.move(0, 0)  # no hover tooltip in the picture
+    height = full_height_screenshot(page, path, width=WIDTH)
+    print(f"saved docs/{name}.png ({WIDTH}x{height}, {path.stat().st_size // 1024} KB)")
 
 
 def walk(page: Page, images: int, epochs: int, photos: list[Path]) -> None:
@@ -48,14 +41,15 @@ def walk(page: Page, images: int, epochs: int, photos: list[Path]) -> None:
     expect(page.get_by_test_id("stImage").first).to_be_visible(timeout=180_000)
     save(page, "data")
     open_page(page, "Train")
-    page.get_by_label("Epochs").fill(str(epochs))
+    set_slider(page, "Epochs", epochs)
     page.get_by_role("button", name="Start training").click()
     expect(page.get_by_text(re.compile(rf"Epoch [2-9]/{epochs} · batch")).first).to_be_visible(timeout=600_000)
     save(page, "train-live")
     expect(page.get_by_role("button", name="Download the run bundle (.zip)")).to_be_visible(timeout=900_000)
     save(page, "train-done")
     open_page(page, "Evaluate")
-    page.get_by_role("button", name="Use each label's F1-best threshold").click()
+    page.get_by_role("button", name="F1-best per label").click()
+    expect(page.get_by_text("F1-best on the validation split").first).to_be_visible()
     save(page, "evaluate")
     open_page(page, "Predict")
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,20 +57,22 @@ def walk(page: Page, images: int, epochs: int, photos: list[Path]) -> None:
         broken.write_text("a text file with a .jpg name")
         page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files([*map(str, photos), str(broken)])
         expect(page.get_by_text(re.compile(r"not-a-photo\.jpg.*Not a supported image")).first).to_be_visible(timeout=120_000)
+        expect(page.get_by_test_id("stImage")).to_have_count(min(len(photos), 12), timeout=60_000)
         save(page, "predict")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--images", type=int, default=400, help="training images (a stratified subset)")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--images", type=int, default=2000, help="training images (a stratified subset)")
+    parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args()
     executable = chromium_path()
     if executable is None:
         raise SystemExit("no system Chromium: install Debian's 'chromium' package or set CHROMIUM_PATH")
     DOCS.mkdir(exist_ok=True)
     data = Path(os.environ.get("MLCORE_DATA_DIR", "/nonexistent")) / "cats_and_dogs_filtered" / "validation"
-    photos = [data / "dogs" / "dog.2003.jpg", data / "cats" / "cat.2011.jpg"] if data.is_dir() else []
+    photos = [path for name in ("dogs", "cats") for path in sorted((data / name).glob("*.jpg"))[3:9]] \
+        if data.is_dir() else []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, running_app(Path(tmp) / "server.log") as (url, process):
         print(f"server healthy after {time.perf_counter() - started:.1f} s")

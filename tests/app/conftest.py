@@ -76,10 +76,10 @@ class Ui:
         return at.button(key="w.data.apply").click().run()
 
     @staticmethod
-    def start_training(at: AppTest, *, epochs=2, batch_size=16, architecture="seed") -> AppTest:
+    def start_training(at: AppTest, *, epochs=2, batch_size=8, architecture="seed") -> AppTest:
         """Fill in the Train page form and submit it."""
         Ui.open_page(at, "train")
-        at.number_input(key="w.train.epochs").set_value(epochs)
+        at.slider(key="w.train.epochs").set_value(epochs)
         at.select_slider(key="w.train.batch").set_value(batch_size)
         at.radio(key="w.train.architecture").set_value(architecture)
         return at.button(key="w.train.start").click().run()

@@ -11,6 +11,9 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from scripts.browser import no_errors as _no_errors
+from scripts.browser import open_page as _open
+from scripts.browser import set_slider
 from tests.realdata import real_data_root
 
 pytestmark = pytest.mark.timeout(600)
@@ -27,15 +30,6 @@ def page(browser, app_url):
     page.goto(app_url)
     yield page
     context.close()
-
-
-def _open(page: Page, title: str) -> None:
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
-    expect(page.get_by_role("heading", name=title, exact=True).first).to_be_visible()
-
-
-def _no_errors(page: Page) -> None:
-    expect(page.get_by_test_id("stException")).to_have_count(0)
 
 
 def test_app_opens_and_every_page_opens(page):
@@ -57,7 +51,7 @@ def test_training_shows_progress_and_survives_a_page_switch(page):
     # fell back to its minimum here: 32 px, p = 0.00, seed 0).
     expect(page.get_by_test_id("stSidebarUserContent")).to_contain_text("400 generated images · 128 px · indoor p = 0.50 · seed 42")
     _open(page, "Train")
-    page.get_by_label("Epochs").fill("3")
+    set_slider(page, "Epochs", 3)
     page.get_by_role("button", name="Start training").click()
     progress = page.get_by_test_id("stProgress").first
     expect(progress).to_be_visible(timeout=LONG)
