@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import gc
 import logging
 import threading
 import time
 
-from app import runs, settings
+from app import compat, runs, settings
 from mlcore.config import DataConfig, TrainConfig
 from mlcore.datasets import Splits
 
@@ -59,10 +58,13 @@ class JobLimiter:
 LIMITER = JobLimiter(settings.max_jobs())
 _workers = 0  # training threads alive in this process
 _workers_lock = threading.Lock()
+_prepared = False
+_prepare_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def _worker_running():
+def worker_running():
+    """Count a training thread as alive for as long as the block runs."""
     global _workers
     with _workers_lock:
         _workers += 1
@@ -76,35 +78,25 @@ def _worker_running():
 def prepare_keras() -> None:
     """Import Keras for this process once, and make it live well inside Streamlit.
 
-    Streamlit calls ``keras.backend.clear_session()`` after every script and
-    fragment run once Keras is imported, to free models that scripts rebuild on
-    each rerun. Ours are built in worker threads, so:
-
-    - while a training thread is alive the call is skipped: a reset of Keras'
-      global state from the script thread mid-build gives two layers one
-      auto-generated name ("The name "conv2d" is used 2 times in the model");
-    - its full ``gc.collect()`` walks every object TensorFlow created at import
-      (about 0.25 s per rerun on two cores); freezing those import-time objects
-      once, before any model exists, makes that collection nearly free.
+    - TensorFlow's thread pools are sized to the CPUs this process may use, before they start;
+    - Streamlit's ``keras.backend.clear_session()`` after every script run is skipped while a
+      training thread is alive (:func:`app.compat.shield_keras` says why);
+    - that call's full ``gc.collect()`` walks every object TensorFlow created at import (about
+      0.25 s per rerun on two cores): freezing those import-time objects once, before any model
+      exists, makes that collection nearly free.
     """
-    import keras
+    global _prepared
+    with _prepare_lock:  # a second caller waits until the first one is done
+        if _prepared:
+            return
+        import keras  # noqa: F401  (imported here so the freeze below covers TensorFlow's objects)
 
-    from mlcore import runtime
+        from mlcore import runtime
 
-    runtime.configure_threads()  # before TensorFlow's pools start: size them to the cgroup quota
-    original = keras.backend.clear_session
-    if getattr(original, "mlapp_shield", False):
-        return
-    gc.freeze()
-
-    @functools.wraps(original)
-    def clear_session(*args, **kwargs):
-        if _workers:
-            return None
-        return original(*args, **kwargs)
-
-    clear_session.mlapp_shield = True
-    keras.backend.clear_session = clear_session
+        runtime.configure_threads()
+        gc.freeze()
+        compat.shield_keras(lambda: _workers > 0)
+        _prepared = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,8 +136,9 @@ class JobStatus:
 class TrainingJob:
     """One training run in a daemon thread; start with :meth:`start`."""
 
-    def __init__(self, splits: Splits, data_config: DataConfig, train_config: TrainConfig,
-                 *, limiter: JobLimiter | None = None):
+    def __init__(
+        self, splits: Splits, data_config: DataConfig, train_config: TrainConfig, *, limiter: JobLimiter | None = None
+    ):
         self.splits, self.data_config, self.train_config = splits, data_config, train_config
         self._limiter = limiter if limiter is not None else LIMITER
         self._lock = threading.Lock()
@@ -156,7 +149,7 @@ class TrainingJob:
         self._run: runs.Run | None = None
         self._thread = threading.Thread(target=self._work, name="mlcore-training", daemon=True)
 
-    def start(self) -> "TrainingJob":
+    def start(self) -> TrainingJob:
         if not self._limiter.try_acquire():
             raise JobLimitReached(
                 f"The server is already training {self._limiter.capacity} model(s), its limit. "
@@ -203,14 +196,19 @@ class TrainingJob:
                 for key, value in progress.logs.items():
                     self._history.setdefault(key, []).append(value)
             self._status = dataclasses.replace(
-                self._status, phase="training", epoch=progress.epoch, epochs=progress.epochs,
-                batch=progress.batch, batches=progress.batches, elapsed=progress.elapsed,
+                self._status,
+                phase="training",
+                epoch=progress.epoch,
+                epochs=progress.epochs,
+                batch=progress.batch,
+                batches=progress.batches,
+                elapsed=progress.elapsed,
             )
 
     def _work(self) -> None:
         started = time.perf_counter()
         try:
-            with _worker_running():
+            with worker_running():
                 self._train_and_score(started)
         except Exception as error:  # any failure must end the job visibly, never silently
             logger.exception("training job failed")
@@ -224,8 +222,12 @@ class TrainingJob:
         prepare_keras()
         splits = self.splits
         result = train.train_model(
-            (splits.train.images, splits.train.targets), (splits.validation.images, splits.validation.targets),
-            self.train_config, splits.label_names, on_progress=self._on_progress, stop=self._stop,
+            (splits.train.images, splits.train.targets),
+            (splits.validation.images, splits.validation.targets),
+            self.train_config,
+            splits.label_names,
+            on_progress=self._on_progress,
+            stop=self._stop,
         )
         self._update(phase="scoring")
         self._run = runs.from_training(result, splits, self.data_config, self.train_config)

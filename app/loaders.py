@@ -66,7 +66,7 @@ class DataOverview:
 
 def tags(targets: np.ndarray, label_names: tuple[str, ...]) -> str:
     """``"dog · indoor"`` for a multi-hot row; ``"no labels"`` when empty."""
-    return " · ".join(name for name, value in zip(label_names, targets) if value) or "no labels"
+    return " · ".join(name for name, value in zip(label_names, targets, strict=True) if value) or "no labels"
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -80,9 +80,12 @@ def data_overview(config: DataConfig) -> DataOverview:
     rng = np.random.default_rng(config.seed)
     chosen = np.sort(rng.choice(len(splits.train), size=min(SAMPLE_COUNT, len(splits.train)), replace=False))
     return DataOverview(
-        sizes=splits.sizes(), label_counts=counts,
+        sizes=splits.sizes(),
+        label_counts=counts,
         samples=[np.array(splits.train.images[i]) for i in chosen],
         captions=[tags(splits.train.targets[i], splits.label_names) for i in chosen],
-        label_names=splits.label_names, synthetic=splits.synthetic, origin=splits.origin,
+        label_names=splits.label_names,
+        synthetic=splits.synthetic,
+        origin=splits.origin,
         skipped_files=splits.skipped_files,
     )

@@ -20,7 +20,6 @@ from mlcore import metrics, predict, store
 from mlcore.config import DataConfig, TrainConfig
 from mlcore.datasets import Splits
 
-
 DEFAULT_ORIGIN = metrics.threshold_origin("default")
 
 
@@ -34,9 +33,10 @@ class SplitScores:
     ranking: pd.DataFrame
 
     @classmethod
-    def compute(cls, y_true: np.ndarray, y_score: np.ndarray, labels: tuple[str, ...]) -> "SplitScores":
+    def compute(cls, y_true: np.ndarray, y_score: np.ndarray, labels: tuple[str, ...]) -> SplitScores:
         return cls(
-            y_true=y_true, y_score=y_score,
+            y_true=y_true,
+            y_score=y_score,
             sweep=metrics.threshold_sweep(y_true, y_score, labels=labels),
             ranking=metrics.ranking_scores(y_true, y_score, labels=labels),
         )
@@ -55,8 +55,12 @@ class Evaluation:
     labels: tuple[str, ...]
 
     @classmethod
-    def compute(cls, labels: tuple[str, ...], test: tuple[np.ndarray, np.ndarray],
-                validation: tuple[np.ndarray, np.ndarray] | None) -> "Evaluation":
+    def compute(
+        cls,
+        labels: tuple[str, ...],
+        test: tuple[np.ndarray, np.ndarray],
+        validation: tuple[np.ndarray, np.ndarray] | None,
+    ) -> Evaluation:
         """From ``(y_true, y_score)`` pairs; a validation split without examples counts as none."""
         chooser = SplitScores.compute(*validation, labels) if validation is not None and len(validation[0]) else None
         return cls(test=SplitScores.compute(*test, labels), validation=chooser, labels=labels)
@@ -74,8 +78,9 @@ class Evaluation:
         """Thresholds chosen by ``rule`` on the validation split (``None`` where unreachable)."""
         if self.validation is None:
             raise ValueError("This run has no validation split to choose thresholds on.")
-        return metrics.choose_thresholds(self.validation.y_true, self.validation.y_score, rule=rule, target=target,
-                                         labels=self.labels)
+        return metrics.choose_thresholds(
+            self.validation.y_true, self.validation.y_score, rule=rule, target=target, labels=self.labels
+        )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -125,20 +130,40 @@ def from_training(result, splits: Splits, data_config: DataConfig, train_config:
     """A run from a finished (or stopped) training result; scores the validation and test splits."""
     evaluation = score_splits(result.model, splits)
     default = {label: 0.5 for label in splits.label_names}
-    metadata = store.run_metadata(data_config, train_config, splits, result, thresholds=default,
-                                  threshold_origin={label: DEFAULT_ORIGIN for label in splits.label_names},
-                                  test_metrics=test_metrics(evaluation, default, splits.label_names))
+    metadata = store.run_metadata(
+        data_config,
+        train_config,
+        splits,
+        result,
+        thresholds=default,
+        threshold_origin={label: DEFAULT_ORIGIN for label in splits.label_names},
+        test_metrics=test_metrics(evaluation, default, splits.label_names),
+    )
     state = "stopped after" if result.stopped else "trained for"
     title = f"{train_config.architecture} CNN, {state} {result.epochs_completed}/{train_config.epochs} epochs"
-    return Run(model=result.model, label_names=splits.label_names, image_size=int(splits.test.images.shape[1]),
-               source="trained", title=title, metadata=metadata, evaluation=evaluation,
-               data_config=data_config, train_config=train_config)
+    return Run(
+        model=result.model,
+        label_names=splits.label_names,
+        image_size=int(splits.test.images.shape[1]),
+        source="trained",
+        title=title,
+        metadata=metadata,
+        evaluation=evaluation,
+        data_config=data_config,
+        train_config=train_config,
+    )
 
 
 def from_bundle(bundle: store.RunBundle, file_name: str) -> Run:
     """A run from a loaded bundle: no evaluation until the user scores a test split."""
-    return Run(model=bundle.model, label_names=bundle.label_names, image_size=bundle.image_size,
-               source="bundle", title=f"bundle {file_name}", metadata=bundle.metadata)
+    return Run(
+        model=bundle.model,
+        label_names=bundle.label_names,
+        image_size=bundle.image_size,
+        source="bundle",
+        title=f"bundle {file_name}",
+        metadata=bundle.metadata,
+    )
 
 
 def with_evaluation(run: Run, splits: Splits) -> Run:
@@ -146,21 +171,27 @@ def with_evaluation(run: Run, splits: Splits) -> Run:
     if tuple(splits.label_names) != tuple(run.label_names):
         raise ValueError(f"The model predicts {list(run.label_names)} but the data has {list(splits.label_names)}.")
     if int(splits.test.images.shape[1]) != run.image_size:
-        raise ValueError(f"The model takes {run.image_size} px images but the data has {splits.test.images.shape[1]} px.")
+        raise ValueError(
+            f"The model takes {run.image_size} px images but the data has {splits.test.images.shape[1]} px."
+        )
     return dataclasses.replace(run, evaluation=score_splits(run.model, splits))
 
 
 def test_metrics(evaluation: Evaluation, thresholds: dict[str, float], labels: tuple[str, ...]) -> dict:
     """The bundle's ``test_metrics`` block at the given thresholds (as the CLI writes it)."""
     test = evaluation.test
-    return metrics.evaluation_summary(test.y_true, test.y_score, threshold=thresholds, labels=labels,
-                                      ranking=test.ranking)
+    return metrics.evaluation_summary(
+        test.y_true, test.y_score, threshold=thresholds, labels=labels, ranking=test.ranking
+    )
 
 
 def bundle_bytes(run: Run, thresholds: dict[str, float], origins: dict[str, dict] | None = None) -> bytes:
     """The run as a bundle carrying the thresholds the user tuned, how each was set, and test metrics at them."""
-    metadata = {**run.metadata, "thresholds": dict(thresholds),
-                "threshold_origin": dict(origins) if origins is not None else run.default_origins}
+    metadata = {
+        **run.metadata,
+        "thresholds": dict(thresholds),
+        "threshold_origin": dict(origins) if origins is not None else run.default_origins,
+    }
     if run.evaluation is not None:
         metadata["test_metrics"] = test_metrics(run.evaluation, thresholds, run.label_names)
     for key in ("format", "version", "versions"):  # bundle_bytes writes these itself

@@ -1,14 +1,19 @@
-"""Per-session state: namespaced keys, initialised once, behind small accessors.
+"""Per-session state: the one owner of every key, initialised once, behind small accessors.
 
 Streamlit drops a widget's state when its page is not shown, so every value
 that must survive a page switch (data settings, runs, thresholds) lives under a
 non-widget ``mlapp.*`` key; widgets (keys from :func:`widget_key`) take those
-values as their declared defaults. Nothing here is shared between browser sessions.
+values as their declared defaults. Every widget and element key is built here.
+Nothing here is shared between browser sessions.
+
+Readers take an optional ``session`` (default: this script run's ``st.session_state``),
+so tests can read an AppTest session through the same accessors the pages use.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import MutableMapping
 
 import streamlit as st
 
@@ -36,6 +41,13 @@ PREDICTIONS = "mlapp.predictions"  # {(run id, file digest): uploads.Scored}
 RUN_KINDS = {"trained": "trained in this session", "bundle": "loaded from a bundle"}
 
 
+Session = MutableMapping
+
+
+def _state(session: Session | None) -> Session:
+    return st.session_state if session is None else session
+
+
 def _default_data_config() -> DataConfig:
     if loaders.real_dataset_path(DataConfig()) is not None:
         return DataConfig(source="real")
@@ -47,27 +59,48 @@ def init() -> None:
     if DATA_CONFIG not in st.session_state:
         config = _default_data_config()
         st.session_state[DATA_CONFIG] = config
-        st.session_state[DATA_NOTICE] = None if config.source == "real" else (
-            "No local copy of the real cats_and_dogs_filtered dataset was found, so the app starts with the "
-            "generated demo set (synthetic drawings). Pick the real dataset below to download it (68 MB)."
+        st.session_state[DATA_NOTICE] = (
+            None
+            if config.source == "real"
+            else (
+                "No local copy of the real cats_and_dogs_filtered dataset was found, so the app starts with the "
+                "generated demo set (synthetic drawings). Pick the real dataset below to download it (68 MB)."
+            )
         )
-    defaults = {TRAIN_CONFIG: TrainConfig(), JOB: None, JOB_MESSAGE: None, RUNS: {"trained": None, "bundle": None},
-                ACTIVE: None, THRESHOLDS: {}, GLOBAL_THRESHOLD: {}, THRESHOLD_ORIGINS: {}, EVAL_SPLIT: "test",
-                EVAL_NOTICE: None, BUNDLE_ID: None, PREDICTIONS: {},
-                WIDGET_REVISIONS: {}, PAGE: ("", 0)}
+    defaults = {
+        TRAIN_CONFIG: TrainConfig(),
+        JOB: None,
+        JOB_MESSAGE: None,
+        RUNS: {"trained": None, "bundle": None},
+        ACTIVE: None,
+        THRESHOLDS: {},
+        GLOBAL_THRESHOLD: {},
+        THRESHOLD_ORIGINS: {},
+        EVAL_SPLIT: "test",
+        EVAL_NOTICE: None,
+        BUNDLE_ID: None,
+        PREDICTIONS: {},
+        WIDGET_REVISIONS: {},
+        PAGE: ("", 0),
+    }
     for key, value in defaults.items():
         st.session_state.setdefault(key, value)
 
 
-def widget_key(group: str, name: str) -> str:
+def widget_key(group: str, name: str, session: Session | None = None) -> str:
     """The key of a widget in ``group``: stable until :func:`renew_widgets` is called.
 
     Widgets get their persistent value as their declared default (``value=``), never
     through a Session State write: a browser that remounts a widget (after a page
     switch) falls back to the declared default, so that default must be the real one.
     """
-    revision = st.session_state[WIDGET_REVISIONS].get(group, 0)
+    revision = _state(session)[WIDGET_REVISIONS].get(group, 0)
     return f"w.{group}.{name}" + (f"~{revision}" if revision else "")
+
+
+def element_key(kind: str, *names: str) -> str:
+    """The key of a display element that keeps its identity across reruns (``kind``: chart or table)."""
+    return ".".join((kind, *names))
 
 
 def enter_page(page_file: str) -> None:
@@ -90,8 +123,8 @@ def renew_widgets(group: str) -> None:
 # --- data -----------------------------------------------------------------------------
 
 
-def data_config() -> DataConfig:
-    return st.session_state[DATA_CONFIG]
+def data_config(session: Session | None = None) -> DataConfig:
+    return _state(session)[DATA_CONFIG]
 
 
 def set_data_config(config: DataConfig) -> None:
@@ -116,8 +149,8 @@ def train_config() -> TrainConfig:
     return st.session_state[TRAIN_CONFIG]
 
 
-def job() -> jobs.TrainingJob | None:
-    return st.session_state[JOB]
+def job(session: Session | None = None) -> jobs.TrainingJob | None:
+    return _state(session)[JOB]
 
 
 def start_training(config: TrainConfig) -> jobs.TrainingJob:
@@ -147,7 +180,8 @@ def collect_finished_job() -> None:
     set_run("trained", current.run)
     st.session_state[JOB_MESSAGE] = (
         ("warning", "Training was stopped; the partially trained model is kept and evaluated.")
-        if status.phase == "stopped" else ("success", "Training finished.")
+        if status.phase == "stopped"
+        else ("success", "Training finished.")
     )
 
 
@@ -163,13 +197,18 @@ def set_run(kind: str, run: runs.Run) -> None:
     st.session_state[ACTIVE] = kind
 
 
-def available_runs() -> dict[str, runs.Run]:
-    return {kind: run for kind, run in st.session_state[RUNS].items() if run is not None}
+def available_runs(session: Session | None = None) -> dict[str, runs.Run]:
+    return {kind: run for kind, run in _state(session)[RUNS].items() if run is not None}
 
 
-def active_run() -> runs.Run | None:
-    active = st.session_state[ACTIVE]
-    return st.session_state[RUNS].get(active) if active else None
+def active_kind(session: Session | None = None) -> str | None:
+    """Which of the session's runs the pages use: ``"trained"``, ``"bundle"`` or ``None``."""
+    return _state(session)[ACTIVE]
+
+
+def active_run(session: Session | None = None) -> runs.Run | None:
+    kind = active_kind(session)
+    return _state(session)[RUNS].get(kind) if kind else None
 
 
 def set_active(kind: str) -> None:
@@ -177,12 +216,16 @@ def set_active(kind: str) -> None:
         st.session_state[ACTIVE] = kind
 
 
-def trained_run() -> runs.Run | None:
-    return st.session_state[RUNS]["trained"]
+def trained_run(session: Session | None = None) -> runs.Run | None:
+    return _state(session)[RUNS]["trained"]
 
 
-def thresholds(run: runs.Run) -> dict[str, float]:
-    return dict(st.session_state[THRESHOLDS].setdefault(run.id, run.default_thresholds))
+def bundle_run(session: Session | None = None) -> runs.Run | None:
+    return _state(session)[RUNS]["bundle"]
+
+
+def thresholds(run: runs.Run, session: Session | None = None) -> dict[str, float]:
+    return dict(_state(session)[THRESHOLDS].get(run.id, run.default_thresholds))
 
 
 def global_threshold(run: runs.Run) -> float:
@@ -212,19 +255,25 @@ def seed_slider(key: str, value: float) -> str:
     return key
 
 
-def _move_slider(key: str, value: float) -> None:
-    """Set a slider from code, only when it differs: writing a widget's key sends
+def widget_value(key: str, session: Session | None = None):
+    """A widget's current value (in callbacks: the value just set by the user)."""
+    return _state(session)[key]
+
+
+def move_widget(key: str, value) -> None:
+    """Set a widget from code, only when it differs: writing a widget's key sends
     the value to the browser, which would undo moves the user made meanwhile.
     (Creating new slider widgets instead would make the browser remount the slider
     being dragged, losing its focus and value.)"""
     current = st.session_state.get(key)
-    if current is None or abs(current - value) > 1e-9:
+    same = current == value if not isinstance(value, float) or current is None else abs(current - value) <= 1e-9
+    if not same:
         st.session_state[key] = value
 
 
-def threshold_origins(run: runs.Run) -> dict[str, dict]:
+def threshold_origins(run: runs.Run, session: Session | None = None) -> dict[str, dict]:
     """Per label, how its current threshold was set (see :func:`mlcore.metrics.threshold_origin`)."""
-    return dict(st.session_state[THRESHOLD_ORIGINS].setdefault(run.id, run.default_origins))
+    return dict(_state(session)[THRESHOLD_ORIGINS].get(run.id, run.default_origins))
 
 
 def set_thresholds(run: runs.Run, values: dict[str, float], origin: dict) -> None:
@@ -233,13 +282,13 @@ def set_thresholds(run: runs.Run, values: dict[str, float], origin: dict) -> Non
     st.session_state[THRESHOLDS][run.id] = merged
     st.session_state[THRESHOLD_ORIGINS][run.id] = {**threshold_origins(run), **{label: origin for label in values}}
     for label, value in merged.items():
-        _move_slider(threshold_key(run, label), value)
+        move_widget(threshold_key(run, label), value)
 
 
 def set_global_threshold(run: runs.Run, value: float, origin: dict) -> None:
     value = round(float(value), 2)
     st.session_state[GLOBAL_THRESHOLD][run.id] = value
-    _move_slider(global_threshold_key(run), value)
+    move_widget(global_threshold_key(run), value)
     set_thresholds(run, {label: value for label in run.label_names}, origin)
 
 
@@ -248,8 +297,8 @@ def manual_origin() -> dict:
     return metrics.threshold_origin("manual", split=eval_split())
 
 
-def eval_split() -> str:
-    return st.session_state[EVAL_SPLIT]
+def eval_split(session: Session | None = None) -> str:
+    return _state(session)[EVAL_SPLIT]
 
 
 def set_eval_split(name: str) -> None:
@@ -280,9 +329,9 @@ def load_bundle(upload_id: str, data: bytes, file_name: str) -> tuple[runs.Run, 
     return run, True
 
 
-def prediction_cache() -> dict:
+def prediction_cache(session: Session | None = None) -> dict:
     """This session's scored uploads, ``{(run id, content digest): uploads.Scored}``."""
-    return st.session_state[PREDICTIONS]
+    return _state(session)[PREDICTIONS]
 
 
 def replace_run(old: runs.Run, new: runs.Run) -> None:

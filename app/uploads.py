@@ -80,20 +80,22 @@ def _prepare(name: str, data: bytes, image_size: int) -> tuple[Scored, np.ndarra
 
 def _score_batch(run: runs.Run, batch: list[tuple[tuple, Scored, np.ndarray]], cache: dict) -> None:
     probabilities = predict.predict_proba(run.model, np.stack([pixels for _, _, pixels in batch]))
-    for (key, scored, _), row in zip(batch, probabilities):
-        cache[key] = dataclasses.replace(scored, probabilities={
-            label: float(p) for label, p in zip(run.label_names, row)})
+    for (key, scored, _), row in zip(batch, probabilities, strict=True):
+        cache[key] = dataclasses.replace(
+            scored, probabilities={label: float(p) for label, p in zip(run.label_names, row, strict=True)}
+        )
 
 
 def _trim(cache: dict, keep: set) -> None:
     """Drop the oldest results of files no longer uploaded, beyond ``MAX_CACHED`` of them."""
     others = [key for key in cache if key not in keep]
-    for key in others[:max(0, len(others) - MAX_CACHED)]:
+    for key in others[: max(0, len(others) - MAX_CACHED)]:
         del cache[key]
 
 
-def score(run: runs.Run, files: list[Source], cache: dict, *,
-          on_progress: Callable[[int, int], None] | None = None) -> list[Scored]:
+def score(
+    run: runs.Run, files: list[Source], cache: dict, *, on_progress: Callable[[int, int], None] | None = None
+) -> list[Scored]:
     """Score ``(name, bytes or file)`` uploads with ``run``'s model, each file once.
 
     ``cache`` maps ``(run id, content digest)`` to results and is updated in place;
@@ -110,10 +112,9 @@ def score(run: runs.Run, files: list[Source], cache: dict, *,
         if key not in cache and key not in queued:
             queued.add(key)
             missing.append((key, name))
-    done = 0
     batch: list[tuple[tuple, Scored, np.ndarray]] = []
-    sources = {key: source for key, (_, source) in zip(keys, files)}
-    for key, name in missing:
+    sources = {key: source for key, (_, source) in zip(keys, files, strict=True)}
+    for done, (key, name) in enumerate(missing, 1):
         scored, pixels = _prepare(name, _content(sources[key]), run.image_size)
         if pixels is None:
             cache[key] = scored
@@ -122,14 +123,13 @@ def score(run: runs.Run, files: list[Source], cache: dict, *,
         if len(batch) == SCORE_BATCH:
             _score_batch(run, batch, cache)
             batch = []
-        done += 1
         if on_progress is not None and (done % SCORE_BATCH == 0 or done == len(missing)):
             on_progress(done, len(missing))
     if batch:
         _score_batch(run, batch, cache)
     _trim(cache, set(keys))
     # A file re-uploaded under another name keeps its cached scores but shows its own name.
-    return [dataclasses.replace(cache[key], name=name) for key, (name, _) in zip(keys, files)]
+    return [dataclasses.replace(cache[key], name=name) for key, (name, _) in zip(keys, files, strict=True)]
 
 
 def table(results: list[Scored], thresholds: dict[str, float], label_names: tuple[str, ...]) -> pd.DataFrame:

@@ -27,13 +27,18 @@ BATCH_SIZE = 32
 LABEL_MAP = {"dogs": [1, 0, 0], "cats": [0, 1, 0]}
 
 
-def notebook_arrays(folder: Path, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The notebook's preprocessing cell, over every batch instead of ``take(10)``."""
+def directory_dataset(folder: Path, *, shuffle: bool, seed: int | None = None):
+    """The notebook's loader: ``image_dataset_from_directory`` at its image and batch size."""
     import tensorflow as tf
 
-    dataset = tf.keras.preprocessing.image_dataset_from_directory(
-        str(folder), image_size=IMAGE_SIZE, batch_size=BATCH_SIZE, shuffle=True, seed=seed, verbose=False,
+    return tf.keras.preprocessing.image_dataset_from_directory(
+        str(folder), image_size=IMAGE_SIZE, batch_size=BATCH_SIZE, shuffle=shuffle, seed=seed, verbose=False
     )
+
+
+def notebook_arrays(folder: Path, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The notebook's preprocessing cell, over every batch instead of ``take(10)``."""
+    dataset = directory_dataset(folder, shuffle=True, seed=seed)
     class_names = dataset.class_names
     chooser = random.Random(seed)
     x, y = [], []
@@ -50,25 +55,23 @@ def notebook_arrays(folder: Path, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def notebook_model():
     from tensorflow.keras import layers, models
 
-    return models.Sequential([
-        layers.Input(shape=(*IMAGE_SIZE, 3)),
-        layers.Conv2D(32, (3, 3), activation="relu"),
-        layers.MaxPooling2D(2, 2),
-        layers.Conv2D(64, (3, 3), activation="relu"),
-        layers.MaxPooling2D(2, 2),
-        layers.Flatten(),
-        layers.Dense(128, activation="relu"),
-        layers.Dense(3, activation="sigmoid"),
-    ])
+    return models.Sequential(
+        [
+            layers.Input(shape=(*IMAGE_SIZE, 3)),
+            layers.Conv2D(32, (3, 3), activation="relu"),
+            layers.MaxPooling2D(2, 2),
+            layers.Conv2D(64, (3, 3), activation="relu"),
+            layers.MaxPooling2D(2, 2),
+            layers.Flatten(),
+            layers.Dense(128, activation="relu"),
+            layers.Dense(3, activation="sigmoid"),
+        ]
+    )
 
 
 def load_uint8(folder: Path) -> np.ndarray:
     """Every image under ``folder`` decoded and resized to 128x128 uint8, the Keras way."""
-    import tensorflow as tf
-
-    dataset = tf.keras.preprocessing.image_dataset_from_directory(
-        str(folder), image_size=IMAGE_SIZE, batch_size=BATCH_SIZE, shuffle=False, verbose=False,
-    )
+    dataset = directory_dataset(folder, shuffle=False)
     return np.concatenate([images.numpy().astype(np.uint8) for images, _ in dataset])
 
 

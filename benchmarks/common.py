@@ -48,8 +48,12 @@ def run_child(module: str, args: list[str], env: dict[str, str], timeout: float)
     """Run ``python -m benchmarks.<module>`` and return its JSON report."""
     started = time.perf_counter()
     completed = subprocess.run(
-        [sys.executable, "-m", f"benchmarks.{module}", *args], cwd=ROOT, env=env,
-        capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", f"benchmarks.{module}", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
     if completed.returncode != 0 or not lines:
@@ -90,8 +94,11 @@ def machine() -> dict:
         "logical_cpus": os.cpu_count(),
         "usable_cpus": runtime.available_cpus(),
         "memory_gib": round(int(memory_kib.split()[0]) / 1024**2, 1) if memory_kib else None,
-        "simd": sorted(flag for flag in flags if flag in {"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16",
-                                                          "amx_bf16", "amx_tile", "avx_vnni"}),
+        "simd": sorted(
+            flag
+            for flag in flags
+            if flag in {"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile", "avx_vnni"}
+        ),
         "bf16_hardware": bool({"avx512_bf16", "amx_bf16"} & flags),
         "python": platform.python_version(),
         "os": platform.platform(),

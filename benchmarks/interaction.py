@@ -22,32 +22,26 @@ RUN_TIMEOUT = 300
 
 
 def trained_session():
-    from streamlit.runtime.pages_manager import PagesManager
     from streamlit.testing.v1 import AppTest
 
+    from app import state
     from benchmarks.common import ROOT
 
-    # AppTest resets this flag before every run; a server keeps it False once
-    # st.navigation has run (see tests/app/conftest.py).
-    original = PagesManager.__init__
+    def key(group: str, name: str) -> str:
+        return state.widget_key(group, name, at.session_state)
 
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    PagesManager.__init__ = init
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=RUN_TIMEOUT).run()
     at.switch_page("pages/data.py").run()
-    at.radio(key="w.data.source").set_value("real")
-    at.number_input(key="w.data.count").set_value(64)
-    at.select_slider(key="w.data.size").set_value(128)
-    at.button(key="w.data.apply").click().run()
+    at.radio(key=key("data", "source")).set_value("real")
+    at.number_input(key=key("data", "count")).set_value(64)
+    at.select_slider(key=key("data", "size")).set_value(128)
+    at.button(key=key("data", "apply")).click().run()
     at.switch_page("pages/train.py").run()
-    at.slider(key="w.train.epochs").set_value(1)
-    at.radio(key="w.train.architecture").set_value("seed")
-    at.button(key="w.train.start").click().run()
+    at.slider(key=key("train", "epochs")).set_value(1)
+    at.radio(key=key("train", "architecture")).set_value("seed")
+    at.button(key=key("train", "start")).click().run()
     deadline = time.monotonic() + RUN_TIMEOUT
-    while at.session_state["mlapp.job"] is not None:
+    while state.job(at.session_state) is not None:
         if at.exception or time.monotonic() > deadline:
             raise RuntimeError(f"training in the app did not finish: {at.exception}")
         time.sleep(0.5)
@@ -60,14 +54,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
 
+    from app import compat
+
+    with compat.navigation_mode():  # as a running server navigates (app/compat.py says why)
+        measure(args.repeats)
+
+
+def measure(repeats: int) -> None:
     import keras
 
+    from app import state
     from mlcore import predict
 
     at = trained_session()
     if at.exception:
         raise RuntimeError(f"the Evaluate page failed: {at.exception}")
-    test_images = len(at.session_state["mlapp.runs"]["trained"].evaluation.test.y_true)
+    test_images = len(state.trained_run(at.session_state).evaluation.test.y_true)
     calls = {"model": 0}
     original_call, original_proba = keras.Model.__call__, predict.predict_proba
 
@@ -81,7 +83,7 @@ def main() -> None:
 
     keras.Model.__call__, predict.predict_proba = counted_call, counted_proba
     slider_key = next(s.key for s in at.slider if s.label.startswith("Global"))
-    values = [round(0.30 + 0.02 * (i % 20), 2) for i in range(args.repeats)]
+    values = [round(0.30 + 0.02 * (i % 20), 2) for i in range(repeats)]
     times = []
     for value in values:
         at.slider(key=slider_key).set_value(value)
@@ -91,14 +93,16 @@ def main() -> None:
         if at.exception:
             raise RuntimeError(f"the Evaluate page failed: {at.exception}")
     shown = next(s.value for s in at.slider if s.label.startswith("Threshold for dog"))
-    emit({
-        "test_images": test_images,
-        "rerun_ms": [round(1000 * t, 1) for t in times],
-        "median_ms": round(1000 * median(times), 1),
-        "model_calls": calls["model"],
-        "dog_threshold_after": shown,
-        "last_value": values[-1],
-    })
+    emit(
+        {
+            "test_images": test_images,
+            "rerun_ms": [round(1000 * t, 1) for t in times],
+            "median_ms": round(1000 * median(times), 1),
+            "model_calls": calls["model"],
+            "dog_threshold_after": shown,
+            "last_value": values[-1],
+        }
+    )
 
 
 if __name__ == "__main__":

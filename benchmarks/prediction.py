@@ -59,13 +59,15 @@ def main() -> None:
         keras_times += timed(keras_predict, 1)
     np.testing.assert_allclose(ours(), keras_predict(), atol=1e-5)
     decode_times = timed(lambda: predict.to_model_input(predict.load_image(data), 128), args.repeats)
-    emit({
-        "image": name,
-        "ours_ms": round(1000 * median(ours_times), 2),
-        "model_predict_ms": round(1000 * median(keras_times), 2),
-        "decode_resize_ms": round(1000 * median(decode_times), 2),
-        "repeats": args.repeats,
-    })
+    emit(
+        {
+            "image": name,
+            "ours_ms": round(1000 * median(ours_times), 2),
+            "model_predict_ms": round(1000 * median(keras_times), 2),
+            "decode_resize_ms": round(1000 * median(decode_times), 2),
+            "repeats": args.repeats,
+        }
+    )
 
 
 if __name__ == "__main__":

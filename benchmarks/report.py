@@ -4,10 +4,26 @@ from __future__ import annotations
 
 from benchmarks.common import median
 
-FULL_PLAN = {"load_rounds": 3, "warm": 5, "epochs": 5, "training_rounds": 2, "repeats": 20, "compact_epochs": 32, "compact_size": 128,
-             "compact_learning_rate": 2e-3}
-QUICK_PLAN = {"load_rounds": 1, "warm": 2, "epochs": 2, "training_rounds": 1, "repeats": 4, "compact_epochs": 2, "compact_size": 128,
-              "compact_learning_rate": 2e-3}
+FULL_PLAN = {
+    "load_rounds": 3,
+    "warm": 5,
+    "epochs": 5,
+    "training_rounds": 2,
+    "repeats": 20,
+    "compact_epochs": 32,
+    "compact_size": 128,
+    "compact_learning_rate": 2e-3,
+}
+QUICK_PLAN = {
+    "load_rounds": 1,
+    "warm": 2,
+    "epochs": 2,
+    "training_rounds": 1,
+    "repeats": 4,
+    "compact_epochs": 2,
+    "compact_size": 128,
+    "compact_learning_rate": 2e-3,
+}
 
 TARGETS = {
     "throughput": 1.5,  # x the notebook pipeline
@@ -59,69 +75,132 @@ def summarize(results: dict) -> list[dict]:
         keras_s = median([r["seconds"] for r in loading["baseline"]])
         cold_s = median([r["cold_seconds"] for r in loading["ours"]])
         warm_s = median([t for r in loading["ours"] for t in r["warm_seconds"]])
-        rows.append({"figure": "cold dataset load (3,000 JPEGs to 128x128 uint8)",
-                     "ours": f"{cold_s:.2f} s", "baseline": f"{keras_s:.2f} s (image_dataset_from_directory)",
-                     "result": f"{keras_s / cold_s:.2f}x faster", "target": "≥ 2x faster",
-                     "status": _mark(keras_s / cold_s >= TARGETS["cold_load"])})
-        rows.append({"figure": "warm dataset load (disk cache hit)", "ours": f"{warm_s:.3f} s",
-                     "baseline": f"{keras_s:.2f} s (no cache: decodes again)", "result": f"{warm_s:.3f} s",
-                     "target": "≤ 0.3 s", "status": _mark(warm_s <= TARGETS["warm_load_s"])})
+        rows.append(
+            {
+                "figure": "cold dataset load (3,000 JPEGs to 128x128 uint8)",
+                "ours": f"{cold_s:.2f} s",
+                "baseline": f"{keras_s:.2f} s (image_dataset_from_directory)",
+                "result": f"{keras_s / cold_s:.2f}x faster",
+                "target": "≥ 2x faster",
+                "status": _mark(keras_s / cold_s >= TARGETS["cold_load"]),
+            }
+        )
+        rows.append(
+            {
+                "figure": "warm dataset load (disk cache hit)",
+                "ours": f"{warm_s:.3f} s",
+                "baseline": f"{keras_s:.2f} s (no cache: decodes again)",
+                "result": f"{warm_s:.3f} s",
+                "target": "≤ 0.3 s",
+                "status": _mark(warm_s <= TARGETS["warm_load_s"]),
+            }
+        )
     training = results.get("training")
     if training:
         ours, notebook = training["ours"], training["notebook"]
         epochs = results.get("plan", {}).get("epochs", len(_runs(ours)[0]["epoch_seconds"]))
         ratio = throughput(ours) / throughput(notebook)
         f1_ok = all(_f1(ours, label) >= _f1(notebook, label) - 0.03 for label in ("dog", "cat"))
-        rows.append({"figure": "training throughput (seed network, 2,000 images, batch 32)",
-                     "ours": f"{throughput(ours):.1f} img/s", "baseline": f"{throughput(notebook):.1f} img/s",
-                     "result": f"{ratio:.2f}x", "target": "≥ 1.5x",
-                     "status": _mark(ratio >= TARGETS["throughput"])})
-        rows.append({"figure": "dog / cat F1 of those runs (1,000 validation images, median over runs)",
-                     "ours": f"{_f1(ours, 'dog'):.3f} / {_f1(ours, 'cat'):.3f}",
-                     "baseline": f"{_f1(notebook, 'dog'):.3f} / {_f1(notebook, 'cat'):.3f}",
-                     "result": "no worse" if f1_ok else "worse", "target": "no worse (within 0.03)",
-                     "status": _mark(f1_ok)})
-        rows.append({"figure": f"memory: peak RSS, full real dataset + default (seed) model, {epochs} epochs",
-                     "ours": f"{_peak_mb(ours):,} MB", "baseline": f"{_peak_mb(notebook):,} MB",
-                     "result": f"{_peak_mb(ours):,} MB (highest of {len(_runs(ours))} run{'s' * (len(_runs(ours)) > 1)})", "target": "≤ 1,500 MB",
-                     "status": _mark(_peak_mb(ours) <= TARGETS["memory_mb"])})
+        rows.append(
+            {
+                "figure": "training throughput (seed network, 2,000 images, batch 32)",
+                "ours": f"{throughput(ours):.1f} img/s",
+                "baseline": f"{throughput(notebook):.1f} img/s",
+                "result": f"{ratio:.2f}x",
+                "target": "≥ 1.5x",
+                "status": _mark(ratio >= TARGETS["throughput"]),
+            }
+        )
+        rows.append(
+            {
+                "figure": "dog / cat F1 of those runs (1,000 validation images, median over runs)",
+                "ours": f"{_f1(ours, 'dog'):.3f} / {_f1(ours, 'cat'):.3f}",
+                "baseline": f"{_f1(notebook, 'dog'):.3f} / {_f1(notebook, 'cat'):.3f}",
+                "result": "no worse" if f1_ok else "worse",
+                "target": "no worse (within 0.03)",
+                "status": _mark(f1_ok),
+            }
+        )
+        rows.append(
+            {
+                "figure": f"memory: peak RSS, full real dataset + default (seed) model, {epochs} epochs",
+                "ours": f"{_peak_mb(ours):,} MB",
+                "baseline": f"{_peak_mb(notebook):,} MB",
+                "result": f"{_peak_mb(ours):,} MB (highest of {len(_runs(ours))} run{'s' * (len(_runs(ours)) > 1)})",
+                "target": "≤ 1,500 MB",
+                "status": _mark(_peak_mb(ours) <= TARGETS["memory_mb"]),
+            }
+        )
     interaction = results.get("interaction")
     if interaction:
         ok = interaction["median_ms"] <= TARGETS["interaction_ms"] and interaction["model_calls"] == 0
-        rows.append({"figure": f"threshold change: Evaluate rerun, {interaction['test_images']:,} test predictions",
-                     "ours": f"{interaction['median_ms']:.0f} ms, model calls: {interaction['model_calls']}",
-                     "baseline": "—", "result": f"{interaction['median_ms']:.0f} ms",
-                     "target": "≤ 150 ms, model not called", "status": _mark(ok)})
+        rows.append(
+            {
+                "figure": f"threshold change: Evaluate rerun, {interaction['test_images']:,} test predictions",
+                "ours": f"{interaction['median_ms']:.0f} ms, model calls: {interaction['model_calls']}",
+                "baseline": "—",
+                "result": f"{interaction['median_ms']:.0f} ms",
+                "target": "≤ 150 ms, model not called",
+                "status": _mark(ok),
+            }
+        )
     prediction = results.get("prediction")
     if prediction:
-        rows.append({"figure": "single prediction (500x375 JPEG, model loaded)",
-                     "ours": f"{prediction['ours_ms']:.1f} ms", "baseline": f"{prediction['model_predict_ms']:.1f} ms "
-                     "(model.predict)", "result": f"{prediction['ours_ms']:.1f} ms", "target": "≤ 30 ms",
-                     "status": _mark(prediction["ours_ms"] <= TARGETS["prediction_ms"])})
+        rows.append(
+            {
+                "figure": "single prediction (500x375 JPEG, model loaded)",
+                "ours": f"{prediction['ours_ms']:.1f} ms",
+                "baseline": f"{prediction['model_predict_ms']:.1f} ms (model.predict)",
+                "result": f"{prediction['ours_ms']:.1f} ms",
+                "target": "≤ 30 ms",
+                "status": _mark(prediction["ours_ms"] <= TARGETS["prediction_ms"]),
+            }
+        )
     accuracy = results.get("accuracy")
     if accuracy:
         f1s = (_f1(accuracy, "dog"), _f1(accuracy, "cat"))
         ok = min(f1s) >= TARGETS["accuracy_f1"] and accuracy["train_seconds"] <= TARGETS["accuracy_train_s"]
         seed = training["ours"] if training else None
-        rows.append({"figure": "accuracy: compact network, dog / cat F1 on 1,000 validation images",
-                     "ours": f"{f1s[0]:.3f} / {f1s[1]:.3f} after {accuracy['train_seconds']:.0f} s of training",
-                     "baseline": (f"seed: {_f1(seed, 'dog'):.3f} / {_f1(seed, 'cat'):.3f} after "
-                                  f"{median([run['train_seconds'] for run in _runs(seed)]):.0f} s" if seed else "—"),
-                     "result": f"{min(f1s):.3f} (lower of the two)" + (
-                         f", {TARGETS['accuracy_f1'] - min(f1s):.3f} short" if min(f1s) < TARGETS["accuracy_f1"] else ""),
-                     "target": "≥ 0.85 within 600 s",
-                     "status": _mark(ok)})
-    runs = [(name, run) for name, group in [("notebook", (training or {}).get("notebook")),
-                                            ("seed (mlcore)", (training or {}).get("ours")),
-                                            ("compact (mlcore)", accuracy)] if group for run in _runs(group)]
+        rows.append(
+            {
+                "figure": "accuracy: compact network, dog / cat F1 on 1,000 validation images",
+                "ours": f"{f1s[0]:.3f} / {f1s[1]:.3f} after {accuracy['train_seconds']:.0f} s of training",
+                "baseline": (
+                    f"seed: {_f1(seed, 'dog'):.3f} / {_f1(seed, 'cat'):.3f} after "
+                    f"{median([run['train_seconds'] for run in _runs(seed)]):.0f} s"
+                    if seed
+                    else "—"
+                ),
+                "result": f"{min(f1s):.3f} (lower of the two)"
+                + (f", {TARGETS['accuracy_f1'] - min(f1s):.3f} short" if min(f1s) < TARGETS["accuracy_f1"] else ""),
+                "target": "≥ 0.85 within 600 s",
+                "status": _mark(ok),
+            }
+        )
+    runs = [
+        (name, run)
+        for name, group in [
+            ("notebook", (training or {}).get("notebook")),
+            ("seed (mlcore)", (training or {}).get("ours")),
+            ("compact (mlcore)", accuracy),
+        ]
+        if group
+        for run in _runs(group)
+    ]
     if runs:
         low, high = TARGETS["indoor_auc"]
         aucs = [(name, run["scores"]["indoor"]["auc"]) for name, run in runs]
         values = [auc for _, auc in aucs]
-        rows.append({"figure": "indoor honesty: ROC-AUC of the random label, every run",
-                     "ours": ", ".join(f"{name} {auc:.3f}" for name, auc in aucs), "baseline": "—",
-                     "result": f"{min(values):.3f}–{max(values):.3f}", "target": "0.4 to 0.6",
-                     "status": _mark(all(low <= auc <= high for auc in values))})
+        rows.append(
+            {
+                "figure": "indoor honesty: ROC-AUC of the random label, every run",
+                "ours": ", ".join(f"{name} {auc:.3f}" for name, auc in aucs),
+                "baseline": "—",
+                "result": f"{min(values):.3f}–{max(values):.3f}",
+                "target": "0.4 to 0.6",
+                "status": _mark(all(low <= auc <= high for auc in values)),
+            }
+        )
     return rows
 
 
@@ -136,66 +215,111 @@ def _details(results: dict) -> str:
     training = results.get("training")
     if training:
         rows = []
-        for name, key in (("notebook, TensorFlow defaults", "notebook"), ("mlcore (seed)", "ours"),
-                          ("notebook, oneDNN kernels on", "notebook_onednn")):
+        for name, key in (
+            ("notebook, TensorFlow defaults", "notebook"),
+            ("mlcore (seed)", "ours"),
+            ("notebook, oneDNN kernels on", "notebook_onednn"),
+        ):
             for round_, run in enumerate(_runs(training[key]), 1):
-                rows.append([f"{name}, round {round_}", ", ".join(f"{s:.1f}" for s in run["epoch_seconds"]),
-                             f"{throughput(run):.1f}", f"{_f1(run, 'dog'):.3f}", f"{_f1(run, 'cat'):.3f}",
-                             f"{_score(run, 'dog', 'auc'):.3f}", f"{_score(run, 'cat', 'auc'):.3f}",
-                             f"{_score(run, 'indoor', 'auc'):.3f}", f"{run['peak_rss_mb']:,}"])
-        parts.append("### Training runs (seed network, 2,000 train images, batch 32, scored on 1,000 validation images)\n\n"
-                     + _table(["pipeline", "epoch seconds", "img/s (median epoch, first left out)", "dog F1",
-                               "cat F1", "dog AUC", "cat AUC", "indoor AUC", "peak RSS MB"], rows)
-                     + f"\n\nPooled over rounds: notebook {throughput(training['notebook']):.1f} img/s, mlcore "
-                     f"{throughput(training['ours']):.1f} img/s, notebook with oneDNN "
-                     f"{throughput(training['notebook_onednn']):.1f} img/s. Ratio mlcore / notebook round by round: "
-                     + ", ".join(f"{throughput(ours) / throughput(notebook):.2f}x" for ours, notebook
-                                 in zip(_runs(training["ours"]), _runs(training["notebook"]))) + ".")
+                rows.append(
+                    [
+                        f"{name}, round {round_}",
+                        ", ".join(f"{s:.1f}" for s in run["epoch_seconds"]),
+                        f"{throughput(run):.1f}",
+                        f"{_f1(run, 'dog'):.3f}",
+                        f"{_f1(run, 'cat'):.3f}",
+                        f"{_score(run, 'dog', 'auc'):.3f}",
+                        f"{_score(run, 'cat', 'auc'):.3f}",
+                        f"{_score(run, 'indoor', 'auc'):.3f}",
+                        f"{run['peak_rss_mb']:,}",
+                    ]
+                )
+        parts.append(
+            "### Training runs (seed network, 2,000 train images, batch 32, scored on 1,000 validation images)\n\n"
+            + _table(
+                [
+                    "pipeline",
+                    "epoch seconds",
+                    "img/s (median epoch, first left out)",
+                    "dog F1",
+                    "cat F1",
+                    "dog AUC",
+                    "cat AUC",
+                    "indoor AUC",
+                    "peak RSS MB",
+                ],
+                rows,
+            )
+            + f"\n\nPooled over rounds: notebook {throughput(training['notebook']):.1f} img/s, mlcore "
+            f"{throughput(training['ours']):.1f} img/s, notebook with oneDNN "
+            f"{throughput(training['notebook_onednn']):.1f} img/s. Ratio mlcore / notebook round by round: "
+            + ", ".join(
+                f"{throughput(ours) / throughput(notebook):.2f}x"
+                for ours, notebook in zip(_runs(training["ours"]), _runs(training["notebook"]), strict=True)
+            )
+            + "."
+        )
     accuracy = results.get("accuracy")
     if accuracy:
         scores = accuracy["scores"]
         parts.append(
             f"### Compact network ({accuracy['epochs']} epochs at {accuracy['image_size']} px)\n\n"
-            + _table(["label", "F1 at 0.5", "ROC-AUC"],
-                     [[label, f"{s['f1']:.3f}", f"{s['auc']:.3f}"] for label, s in scores.items()])
-            + f"\n\nTraining took {accuracy['train_seconds']:.0f} s ({', '.join(f'{s:.0f}' for s in accuracy['epoch_seconds'])} s per epoch); "
-            f"peak RSS {accuracy['peak_rss_mb']:,} MB.")
+            + _table(
+                ["label", "F1 at 0.5", "ROC-AUC"],
+                [[label, f"{s['f1']:.3f}", f"{s['auc']:.3f}"] for label, s in scores.items()],
+            )
+            + f"\n\nTraining took {accuracy['train_seconds']:.0f} s "
+            f"({', '.join(f'{s:.0f}' for s in accuracy['epoch_seconds'])} s per epoch); "
+            f"peak RSS {accuracy['peak_rss_mb']:,} MB."
+        )
     loading = results.get("loading")
     if loading:
-        rows = [[i + 1, f"{b['seconds']:.2f}", f"{o['cold_seconds']:.2f}", ", ".join(f"{t:.3f}" for t in o["warm_seconds"])]
-                for i, (b, o) in enumerate(zip(loading["baseline"], loading["ours"]))]
-        parts.append("### Loading rounds (seconds)\n\n" + _table(
-            ["round", "image_dataset_from_directory", "mlcore cold", "mlcore warm"], rows))
+        rows = [
+            [i + 1, f"{b['seconds']:.2f}", f"{o['cold_seconds']:.2f}", ", ".join(f"{t:.3f}" for t in o["warm_seconds"])]
+            for i, (b, o) in enumerate(zip(loading["baseline"], loading["ours"], strict=True))
+        ]
+        parts.append(
+            "### Loading rounds (seconds)\n\n"
+            + _table(["round", "image_dataset_from_directory", "mlcore cold", "mlcore warm"], rows)
+        )
     interaction = results.get("interaction")
     if interaction:
         parts.append("### Evaluate reruns (ms)\n\n" + ", ".join(f"{t:.0f}" for t in interaction["rerun_ms"]))
     prediction = results.get("prediction")
     if prediction:
-        parts.append(f"### Single prediction\n\n{prediction['image']}: ours {prediction['ours_ms']:.1f} ms "
-                     f"(of which decode and resize {prediction['decode_resize_ms']:.1f} ms), "
-                     f"`model.predict` {prediction['model_predict_ms']:.1f} ms; medians of {prediction['repeats']} "
-                     "alternating calls.")
+        parts.append(
+            f"### Single prediction\n\n{prediction['image']}: ours {prediction['ours_ms']:.1f} ms "
+            f"(of which decode and resize {prediction['decode_resize_ms']:.1f} ms), "
+            f"`model.predict` {prediction['model_predict_ms']:.1f} ms; medians of {prediction['repeats']} "
+            "alternating calls."
+        )
     return "\n\n".join(parts)
 
 
 def render(results: dict) -> str:
     info = results["machine"]
     rows = summarize(results)
-    summary = _table(["figure", "ours", "baseline (same run)", "result", "target", "status"],
-                     [[r["figure"], r["ours"], r["baseline"], r["result"], r["target"], r["status"]] for r in rows])
+    summary = _table(
+        ["figure", "ours", "baseline (same run)", "result", "target", "status"],
+        [[r["figure"], r["ours"], r["baseline"], r["result"], r["target"], r["status"]] for r in rows],
+    )
     packages = ", ".join(f"{name} {version}" for name, version in info["packages"].items())
-    quick = "\n> **Quick run** (`--quick`): too few epochs and repeats to judge the targets.\n" if results["quick"] else ""
+    quick = (
+        "\n> **Quick run** (`--quick`): too few epochs and repeats to judge the targets.\n" if results["quick"] else ""
+    )
     return f"""# Benchmark results
 
-Written by `python -m benchmarks` on {results['date']}; the whole suite took {results['suite_seconds'] / 60:.1f} min.
+Written by `python -m benchmarks` on {results["date"]}; the whole suite took {results["suite_seconds"] / 60:.1f} min.
 Raw numbers: [`results.json`](results.json). Every baseline ran in the same suite run, on the same machine,
 each measurement in a fresh process. Medians throughout.
 {quick}
 ## Machine
 
-- CPU: {info['cpu']}; {info['usable_cpus']} usable of {info['logical_cpus']} logical CPUs; {info['memory_gib']} GiB memory
-- SIMD: {', '.join(info['simd']) or 'none reported'}; bfloat16 hardware (AVX512-BF16 or AMX): {'yes' if info['bf16_hardware'] else 'no'}
-- Python {info['python']} on {info['os']}
+- CPU: {info["cpu"]}; {info["usable_cpus"]} usable of {info["logical_cpus"]} logical CPUs;
+  {info["memory_gib"]} GiB memory
+- SIMD: {", ".join(info["simd"]) or "none reported"};
+  bfloat16 hardware (AVX512-BF16 or AMX): {"yes" if info["bf16_hardware"] else "no"}
+- Python {info["python"]} on {info["os"]}
 - {packages}
 
 ## Summary
@@ -276,7 +400,8 @@ tried on this machine, dog / cat F1 on the 1,000 validation images:
 
 Averaging with a horizontally flipped copy at test time changed F1 by at most 0.01 either way,
 so it was not adopted. Every variant, the final one in the summary included (32 epochs at
-128 px), levels off near ROC-AUC 0.87–0.89 and F1 0.78–0.81, well short of 0.85. With 2,000 training images and about 10 minutes on two CPU cores the limit is data
+128 px), levels off near ROC-AUC 0.87–0.89 and F1 0.78–0.81, well short of 0.85. With 2,000
+training images and about 10 minutes on two CPU cores the limit is data
 and compute, not the schedule: the usual from-scratch recipes for this same 2,000-image split
 train for about 100 epochs at 150–180 px on a GPU. Closing the gap would take a pretrained
 backbone (this project deliberately trains its own small CNN) or a much longer budget.

@@ -12,6 +12,7 @@ per-label F1 and ROC-AUC, and the process's peak RSS, which is the memory figure
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 
@@ -48,28 +49,39 @@ def main() -> None:
         if progress.kind == "epoch":
             epoch_ends.append(progress.elapsed)
 
-    config = TrainConfig(architecture=args.architecture, epochs=args.epochs, batch_size=32,
-                         learning_rate=args.learning_rate, seed=args.seed)
+    config = TrainConfig(
+        architecture=args.architecture,
+        epochs=args.epochs,
+        batch_size=32,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+    )
     result = train.train_model(
-        (sets["train"].images, targets["train"]), None, config, LABELS, on_progress=on_progress,
+        (sets["train"].images, targets["train"]),
+        None,
+        config,
+        LABELS,
+        on_progress=on_progress,
     )
     started = time.perf_counter()
     probabilities = predict.predict_proba(result.model, sets["validation"].images)
     predict_seconds = time.perf_counter() - started
-    emit({
-        "pipeline": "mlcore",
-        "architecture": args.architecture,
-        "epochs": args.epochs,
-        "image_size": args.image_size,
-        "learning_rate": args.learning_rate,
-        "train_images": len(targets["train"]),
-        "load_seconds": round(load_seconds, 2),
-        "epoch_seconds": [round(b - a, 2) for a, b in zip([0.0, *epoch_ends], epoch_ends)],
-        "train_seconds": round(result.seconds, 1),
-        "predict_seconds": round(predict_seconds, 2),
-        "scores": label_scores(targets["validation"], probabilities, LABELS),
-        "peak_rss_mb": round(peak_rss_mb()),
-    })
+    emit(
+        {
+            "pipeline": "mlcore",
+            "architecture": args.architecture,
+            "epochs": args.epochs,
+            "image_size": args.image_size,
+            "learning_rate": args.learning_rate,
+            "train_images": len(targets["train"]),
+            "load_seconds": round(load_seconds, 2),
+            "epoch_seconds": [round(b - a, 2) for a, b in itertools.pairwise([0.0, *epoch_ends])],
+            "train_seconds": round(result.seconds, 1),
+            "predict_seconds": round(predict_seconds, 2),
+            "scores": label_scores(targets["validation"], probabilities, LABELS),
+            "peak_rss_mb": round(peak_rss_mb()),
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Command line: ``python -m mlcore train ...`` and ``python -m mlcore predict BUNDLE IMAGE...``."""
+"""Command line: ``mlcore train ...`` and ``mlcore predict BUNDLE IMAGE...`` (or ``python -m mlcore ...``)."""
 
 from __future__ import annotations
 
@@ -14,17 +14,27 @@ NOTEBOOK_PROTOCOL = {"epochs": 5, "batch_size": 32, "indoor_probability": 0.5, "
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m mlcore", description=__doc__)
+    # Installed, the command is `mlcore`; from a checkout, `python -m mlcore`.
+    prog = "mlcore" if Path(sys.argv[0]).name == "mlcore" else "python -m mlcore"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a network and print its evaluation")
-    train.add_argument("--source", choices=cfg.SOURCES, default="real",
-                       help="real cats_and_dogs_filtered, a local folder, or the generated demo set")
+    train.add_argument(
+        "--source",
+        choices=cfg.SOURCES,
+        default="real",
+        help="real cats_and_dogs_filtered, a local folder, or the generated demo set",
+    )
     train.add_argument("--data-dir", help=f"folder containing {cfg.DATASET_NAME}/ (default: ${cfg.DATA_DIR_ENV})")
     train.add_argument("--folder", help="with --source folder: a folder with one subfolder per class")
-    train.add_argument("--protocol", choices=("standard", "notebook"), default="standard",
-                       help="standard: train on train/, test on the official validation/ split; "
-                            "notebook: the reference notebook's 320-image protocol exactly")
+    train.add_argument(
+        "--protocol",
+        choices=("standard", "notebook"),
+        default="standard",
+        help="standard: train on train/, test on the official validation/ split; "
+        "notebook: the reference notebook's 320-image protocol exactly",
+    )
     train.add_argument("--architecture", choices=cfg.ARCHITECTURES, default="seed")
     train.add_argument("--epochs", type=int, default=cfg.TrainConfig.epochs)
     train.add_argument("--batch-size", type=int, default=cfg.TrainConfig.batch_size)
@@ -34,13 +44,18 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--image-size", type=int, default=cfg.DataConfig.image_size)
     train.add_argument("--indoor-probability", type=float, default=cfg.DataConfig.indoor_probability)
     train.add_argument("--seed", type=int, default=42)
-    train.add_argument("--threshold", type=float, default=0.5,
-                       help="the decision threshold of every label (default 0.5)")
-    train.add_argument("--choose-thresholds", metavar="RULE", type=_threshold_rule,
-                       help="choose each label's threshold on the validation split, then report the test split: "
-                            "'f1' (F1-best), 'precision:0.9' (the lowest threshold whose precision reaches 0.9) "
-                            "or 'recall:0.9' (the highest whose recall reaches 0.9); a label that cannot reach "
-                            "the target keeps --threshold")
+    train.add_argument(
+        "--threshold", type=float, default=0.5, help="the decision threshold of every label (default 0.5)"
+    )
+    train.add_argument(
+        "--choose-thresholds",
+        metavar="RULE",
+        type=_threshold_rule,
+        help="choose each label's threshold on the validation split, then report the test split: "
+        "'f1' (F1-best), 'precision:0.9' (the lowest threshold whose precision reaches 0.9) "
+        "or 'recall:0.9' (the highest whose recall reaches 0.9); a label that cannot reach "
+        "the target keeps --threshold",
+    )
     train.add_argument("--output", default="runs/latest.zip", help="where to save the run bundle")
 
     predict = commands.add_parser("predict", help="predict labels for images with a saved run bundle")
@@ -76,11 +91,14 @@ class ProgressBar:
         done = progress.batch / progress.batches
         filled = int(self.width * done)
         shown = " ".join(
-            f"{key}={progress.logs[key]:.4f}" for key in ("loss", "binary_accuracy", "auc", "val_loss", "val_auc")
+            f"{key}={progress.logs[key]:.4f}"
+            for key in ("loss", "binary_accuracy", "auc", "val_loss", "val_auc")
             if key in progress.logs
         )
-        line = f"\rEpoch {progress.epoch}/{progress.epochs} [{'=' * filled}{'.' * (self.width - filled)}] " \
-               f"{progress.batch}/{progress.batches} {progress.elapsed:.0f}s {shown}"
+        line = (
+            f"\rEpoch {progress.epoch}/{progress.epochs} [{'=' * filled}{'.' * (self.width - filled)}] "
+            f"{progress.batch}/{progress.batches} {progress.elapsed:.0f}s {shown}"
+        )
         self.stream.write((line if interactive else line.lstrip("\r")) + ("\n" if progress.kind == "epoch" else ""))
         self.stream.flush()
 
@@ -90,12 +108,21 @@ def _configs(args) -> tuple[cfg.DataConfig, cfg.TrainConfig, float]:
     if args.protocol == "notebook":
         values.update(NOTEBOOK_PROTOCOL)
     data_config = cfg.DataConfig(
-        source=args.source, data_dir=args.data_dir, folder=args.folder, image_size=args.image_size,
-        n_images=args.n_images, indoor_probability=values["indoor_probability"], seed=args.seed,
+        source=args.source,
+        data_dir=args.data_dir,
+        folder=args.folder,
+        image_size=args.image_size,
+        n_images=args.n_images,
+        indoor_probability=values["indoor_probability"],
+        seed=args.seed,
     )
     train_config = cfg.TrainConfig(
-        architecture=args.architecture, epochs=values["epochs"], batch_size=values["batch_size"],
-        learning_rate=args.learning_rate, augmentation=not args.no_augmentation, seed=args.seed,
+        architecture=args.architecture,
+        epochs=values["epochs"],
+        batch_size=values["batch_size"],
+        learning_rate=args.learning_rate,
+        augmentation=not args.no_augmentation,
+        seed=args.seed,
     )
     return data_config, train_config, values["threshold"]
 
@@ -107,13 +134,18 @@ def _train(args) -> int:
     started = time.perf_counter()
     splits = datasets.notebook_splits(data_config) if args.protocol == "notebook" else datasets.load_splits(data_config)
     kind = "SYNTHETIC demo set" if splits.synthetic else splits.origin
-    print(f"Data: {kind}; split sizes {splits.sizes()}; labels {list(splits.label_names)}; "
-          f"loaded in {time.perf_counter() - started:.1f}s")
+    print(
+        f"Data: {kind}; split sizes {splits.sizes()}; labels {list(splits.label_names)}; "
+        f"loaded in {time.perf_counter() - started:.1f}s"
+    )
     if splits.skipped_files:
         print(f"Skipped {len(splits.skipped_files)} unreadable file(s): {', '.join(splits.skipped_files[:5])}")
     result = train.train_model(
-        (splits.train.images, splits.train.targets), (splits.validation.images, splits.validation.targets),
-        train_config, splits.label_names, on_progress=ProgressBar(),
+        (splits.train.images, splits.train.targets),
+        (splits.validation.images, splits.validation.targets),
+        train_config,
+        splits.label_names,
+        on_progress=ProgressBar(),
     )
     if result.stopped:
         print("Training stopped early.")
@@ -124,15 +156,24 @@ def _train(args) -> int:
     shown = threshold if args.choose_thresholds is None else ", ".join(f"{k} {v:.2f}" for k, v in thresholds.items())
     print(f"\nClassification report on the test split ({len(y_true)} images, threshold {shown}):")
     print(report.to_string(float_format=lambda v: f"{v:.2f}"))
-    for label, matrix in zip(labels, metrics.confusion_matrices(y_true, y_score, threshold=thresholds, labels=labels)):
+    for label, matrix in zip(
+        labels, metrics.confusion_matrices(y_true, y_score, threshold=thresholds, labels=labels), strict=True
+    ):
         print(f"\nConfusion matrix for {label} ([[TN FP] [FN TP]]):\n{matrix}")
     ranking = metrics.ranking_scores(y_true, y_score, labels=labels)
     summary = metrics.summary_scores(y_true, y_score, threshold=thresholds, labels=labels)
     print("\nPer-label ROC-AUC: " + ", ".join(f"{k}={v:.3f}" for k, v in ranking["roc_auc"].items()))
     print("Summary: " + ", ".join(f"{k}={v:.3f}" for k, v in summary.items()))
     test_metrics = metrics.evaluation_summary(y_true, y_score, threshold=thresholds, labels=labels, ranking=ranking)
-    metadata = store.run_metadata(data_config, train_config, splits, result, thresholds=thresholds,
-                                  threshold_origin=origins, test_metrics=test_metrics)
+    metadata = store.run_metadata(
+        data_config,
+        train_config,
+        splits,
+        result,
+        thresholds=thresholds,
+        threshold_origin=origins,
+        test_metrics=test_metrics,
+    )
     path = store.save_bundle(args.output, result.model, metadata)
     print(f"\nSaved run bundle to {path}")
     return 0
@@ -158,8 +199,10 @@ def _thresholds(args, model, splits, threshold: float) -> tuple[dict[str, float]
             print(f"No threshold reaches {rule} {target} for {label} on the validation split: it keeps {threshold}.")
         else:
             thresholds[label], origins[label] = value, origin
-    print(f"Thresholds, {metrics.describe_origin(origin)}: "
-          + ", ".join(f"{label} {value:.2f}" for label, value in thresholds.items()))
+    print(
+        f"Thresholds, {metrics.describe_origin(origin)}: "
+        + ", ".join(f"{label} {value:.2f}" for label, value in thresholds.items())
+    )
     return thresholds, origins
 
 
@@ -174,9 +217,14 @@ def _predict(args) -> int:
     )
     sources = [(name, Path(name)) for name in args.images]
     failures = 0
-    results = predict.predict_files(bundle.model, sources, label_names=bundle.label_names,
-                                    thresholds=np.asarray(thresholds), image_size=bundle.image_size)
-    for (name, _), result in zip(sources, results):
+    results = predict.predict_files(
+        bundle.model,
+        sources,
+        label_names=bundle.label_names,
+        thresholds=np.asarray(thresholds),
+        image_size=bundle.image_size,
+    )
+    for (name, _), result in zip(sources, results, strict=True):
         if isinstance(result, predict.ImageError):
             failures += 1
             print(f"{name}: error: {result}", file=sys.stderr)

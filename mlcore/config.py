@@ -55,9 +55,7 @@ class DataConfig:
         if self.n_images is not None and self.n_images < 4:
             raise ValueError(f"n_images must be at least 4 (or None for all), got {self.n_images}")
         if not 0.0 <= self.indoor_probability <= 1.0:
-            raise ValueError(
-                f"indoor_probability must be between 0 and 1, got {self.indoor_probability}"
-            )
+            raise ValueError(f"indoor_probability must be between 0 and 1, got {self.indoor_probability}")
         for name in ("validation_fraction", "test_fraction"):
             value = getattr(self, name)
             if not 0.0 <= value < 0.9:
@@ -79,9 +77,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
-            raise ValueError(
-                f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}"
-            )
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         if not 1 <= self.epochs <= 500:
             raise ValueError(f"epochs must be between 1 and 500, got {self.epochs}")
         if not 1 <= self.batch_size <= 1024:

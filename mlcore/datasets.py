@@ -52,7 +52,7 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.class_index)
 
-    def take(self, indices: np.ndarray) -> "ImageSet":
+    def take(self, indices: np.ndarray) -> ImageSet:
         """The subset at ``indices``, keeping names and provenance."""
         indices = np.asarray(indices, dtype=np.int64)
         return dataclasses.replace(
@@ -139,8 +139,15 @@ def load_folder(root: Path | str, image_size: int = 128, *, use_cache: bool = Tr
             if len(images) != len(class_index):
                 raise ValueError("cache entries disagree")
             skipped_files = tuple(meta["skipped_files"])
-            return ImageSet(images, class_index, tuple(meta["class_names"]), tuple(meta["keys"]),
-                            len(skipped_files), skipped_files, origin=str(root))
+            return ImageSet(
+                images,
+                class_index,
+                tuple(meta["class_names"]),
+                tuple(meta["keys"]),
+                len(skipped_files),
+                skipped_files,
+                origin=str(root),
+            )
         except (OSError, ValueError, KeyError):
             cache_images.unlink(missing_ok=True)  # a damaged cache is rebuilt, never trusted
     decoded = _decode_many([path for path, _ in files], image_size)
@@ -150,8 +157,12 @@ def load_folder(root: Path | str, image_size: int = 128, *, use_cache: bool = Tr
     class_index = np.array([files[i][1] for i in good], dtype=np.int32)
     keys = tuple(files[i][0].relative_to(root).as_posix() for i in good)
     if use_cache:
-        meta = {"class_names": class_names, "keys": keys, "skipped_files": skipped_files,
-                "class_index": class_index.tolist()}
+        meta = {
+            "class_names": class_names,
+            "keys": keys,
+            "skipped_files": skipped_files,
+            "class_index": class_index.tolist(),
+        }
         # Images last: the .npy only appears once its metadata is already in place.
         _atomic_write(cache_meta, lambda stream: stream.write(json.dumps(meta).encode()))
         _atomic_write(cache_images, lambda stream: np.save(stream, images, allow_pickle=False))
@@ -255,7 +266,9 @@ def download_real_dataset() -> Path:
     try:
         archive = Path(
             keras.utils.get_file(
-                f"{cfg.DATASET_NAME}.zip", origin=cfg.DATASET_URL, cache_dir=str(cfg.keras_home()),
+                f"{cfg.DATASET_NAME}.zip",
+                origin=cfg.DATASET_URL,
+                cache_dir=str(cfg.keras_home()),
                 extract=False,
             )
         )
@@ -330,8 +343,11 @@ def _draw_animal(rng: np.random.Generator, size: int, is_dog: bool) -> np.ndarra
         for side in (-1, 1):  # pointed ears on top
             base = cx + side * radius * 0.55
             draw.polygon(
-                [(base - radius * 0.4, cy - radius * 0.6), (base + radius * 0.4, cy - radius * 0.6),
-                 (base + side * radius * 0.15, cy - radius * 1.55)],
+                [
+                    (base - radius * 0.4, cy - radius * 0.6),
+                    (base + radius * 0.4, cy - radius * 0.6),
+                    (base + side * radius * 0.15, cy - radius * 1.55),
+                ],
                 fill=fur,
             )
     draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill=fur)
@@ -347,15 +363,24 @@ def _draw_animal(rng: np.random.Generator, size: int, is_dog: bool) -> np.ndarra
         muzzle = (min(255, fur[0] + 50), min(255, fur[1] + 50), min(255, fur[2] + 50))
         draw.ellipse([cx - radius * 0.45, cy + radius * 0.05, cx + radius * 0.45, cy + radius * 0.85], fill=muzzle)
         draw.ellipse([cx - radius * 0.16, cy + radius * 0.1, cx + radius * 0.16, cy + radius * 0.32], fill=(15, 15, 15))
-        draw.ellipse([cx - radius * 0.12, cy + radius * 0.7, cx + radius * 0.12, cy + radius * 1.05], fill=(220, 60, 90))
+        draw.ellipse(
+            [cx - radius * 0.12, cy + radius * 0.7, cx + radius * 0.12, cy + radius * 1.05], fill=(220, 60, 90)
+        )
     else:
-        draw.polygon([(cx - radius * 0.1, cy + radius * 0.15), (cx + radius * 0.1, cy + radius * 0.15),
-                      (cx, cy + radius * 0.3)], fill=(230, 120, 140))
+        draw.polygon(
+            [(cx - radius * 0.1, cy + radius * 0.15), (cx + radius * 0.1, cy + radius * 0.15), (cx, cy + radius * 0.3)],
+            fill=(230, 120, 140),
+        )
         for side in (-1, 1):
             for tilt in (-0.12, 0.0, 0.12):
-                draw.line([(cx + side * radius * 0.2, cy + radius * 0.35),
-                           (cx + side * radius * 1.1, cy + radius * (0.3 + tilt))],
-                          fill=(240, 240, 240), width=max(1, scale))
+                draw.line(
+                    [
+                        (cx + side * radius * 0.2, cy + radius * 0.35),
+                        (cx + side * radius * 1.1, cy + radius * (0.3 + tilt)),
+                    ],
+                    fill=(240, 240, 240),
+                    width=max(1, scale),
+                )
     if rng.random() < 0.5:
         image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     image = image.filter(ImageFilter.GaussianBlur(scale * 0.5)).resize((size, size), Image.Resampling.BILINEAR)
@@ -368,10 +393,9 @@ def make_demo_set(n_images: int, image_size: int = 128, seed: int = 0) -> ImageS
     if n_images < 2:
         raise ValueError(f"n_images must be at least 2, got {n_images}")
     class_index = np.arange(n_images, dtype=np.int32) % 2
-    images = np.stack([
-        _draw_animal(np.random.default_rng([seed, i]), image_size, bool(class_index[i]))
-        for i in range(n_images)
-    ])
+    images = np.stack(
+        [_draw_animal(np.random.default_rng([seed, i]), image_size, bool(class_index[i])) for i in range(n_images)]
+    )
     keys = tuple(f"demo-{seed}/{DEMO_CLASSES[c]}/{i:05d}" for i, c in enumerate(class_index))
     return ImageSet(images, class_index, DEMO_CLASSES, keys, synthetic=True, origin="synthetic demo set")
 
@@ -410,15 +434,19 @@ class Splits:
 
 def _prefixed(image_set: ImageSet, prefix: str) -> ImageSet:
     return dataclasses.replace(
-        image_set, keys=tuple(f"{prefix}/{key}" for key in image_set.keys),
+        image_set,
+        keys=tuple(f"{prefix}/{key}" for key in image_set.keys),
         skipped_files=tuple(f"{prefix}/{name}" for name in image_set.skipped_files),
     )
 
 
 def _to_split(image_set: ImageSet, config: cfg.DataConfig) -> Split:
     targets = make_targets(
-        image_set.class_index, image_set.class_names, image_set.keys,
-        indoor_probability=config.indoor_probability, seed=config.seed,
+        image_set.class_index,
+        image_set.class_names,
+        image_set.keys,
+        indoor_probability=config.indoor_probability,
+        seed=config.seed,
     )
     return Split(image_set.images, targets, image_set.keys)
 
@@ -476,7 +504,12 @@ def notebook_splits(config: cfg.DataConfig, n_images: int = 320) -> Splits:
         return Split(labelled.images[indices], labelled.targets[indices], tuple(labelled.keys[i] for i in indices))
 
     return Splits(
-        train=part(train_idx[:split_at]), validation=part(train_idx[split_at:]), test=part(test_idx),
-        label_names=label_names(pool.class_names), class_names=pool.class_names,
-        synthetic=pool.synthetic, origin=pool.origin, skipped_files=pool.skipped_files,
+        train=part(train_idx[:split_at]),
+        validation=part(train_idx[split_at:]),
+        test=part(test_idx),
+        label_names=label_names(pool.class_names),
+        class_names=pool.class_names,
+        synthetic=pool.synthetic,
+        origin=pool.origin,
+        skipped_files=pool.skipped_files,
     )

@@ -29,8 +29,7 @@ def label_names(class_names: tuple[str, ...]) -> tuple[str, ...]:
 def uniform_per_key(keys: tuple[str, ...] | list[str], seed: int) -> np.ndarray:
     """One uniform number in [0, 1) per key, fixed by ``(seed, key)`` alone, not by order."""
     values = [
-        int.from_bytes(hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest(), "little")
-        for key in keys
+        int.from_bytes(hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest(), "little") for key in keys
     ]
     return np.array(values, dtype=np.float64) / 2.0**64
 

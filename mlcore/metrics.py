@@ -20,9 +20,7 @@ def _check_scores(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, 
     y_true = np.asarray(y_true)
     y_score = np.asarray(y_score, dtype=np.float64)
     if y_true.ndim != 2 or y_true.shape != y_score.shape:
-        raise ValueError(
-            f"y_true and y_score must be 2-D and of one shape, got {y_true.shape} and {y_score.shape}"
-        )
+        raise ValueError(f"y_true and y_score must be 2-D and of one shape, got {y_true.shape} and {y_score.shape}")
     return y_true.astype(int), y_score
 
 
@@ -61,9 +59,7 @@ def classification_report_frame(
     """sklearn's ``classification_report`` as a table: one row per label and average."""
     y_true, _ = _check_scores(y_true, y_score)
     y_pred = binarize(y_score, threshold=threshold, labels=labels)
-    report = skm.classification_report(
-        y_true, y_pred, target_names=list(labels), output_dict=True, zero_division=0
-    )
+    report = skm.classification_report(y_true, y_pred, target_names=list(labels), output_dict=True, zero_division=0)
     frame = pd.DataFrame(report).T[["precision", "recall", "f1-score", "support"]]
     frame["support"] = frame["support"].astype(int)
     return frame
@@ -106,12 +102,14 @@ def ranking_scores(y_true: np.ndarray, y_score: np.ndarray, *, labels: tuple[str
             kind = "positive" if positives else "negative"
             rows.append((label, np.nan, np.nan, f"only {kind} examples: undefined"))
             continue
-        rows.append((
-            label,
-            float(skm.roc_auc_score(column, y_score[:, index])),
-            float(skm.average_precision_score(column, y_score[:, index])),
-            "",
-        ))
+        rows.append(
+            (
+                label,
+                float(skm.roc_auc_score(column, y_score[:, index])),
+                float(skm.average_precision_score(column, y_score[:, index])),
+                "",
+            )
+        )
     return pd.DataFrame(rows, columns=["label", "roc_auc", "average_precision", "note"]).set_index("label")
 
 
@@ -119,7 +117,10 @@ DEFAULT_SWEEP = np.round(np.linspace(0.01, 0.99, 99), 2)
 
 
 def threshold_sweep(
-    y_true: np.ndarray, y_score: np.ndarray, *, thresholds: np.ndarray = DEFAULT_SWEEP,
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    *,
+    thresholds: np.ndarray = DEFAULT_SWEEP,
     labels: tuple[str, ...] = LABELS,
 ) -> pd.DataFrame:
     """Precision, recall and F1 per label at each threshold (long format).
@@ -139,17 +140,25 @@ def threshold_sweep(
         recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
         f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
     frames = [
-        pd.DataFrame({
-            "label": label, "threshold": thresholds,
-            "precision": precision[:, i], "recall": recall[:, i], "f1": f1[:, i],
-        })
+        pd.DataFrame(
+            {
+                "label": label,
+                "threshold": thresholds,
+                "precision": precision[:, i],
+                "recall": recall[:, i],
+                "f1": f1[:, i],
+            }
+        )
         for i, label in enumerate(labels)
     ]
     return pd.concat(frames, ignore_index=True)
 
 
 def best_thresholds(
-    y_true: np.ndarray, y_score: np.ndarray, *, thresholds: np.ndarray = DEFAULT_SWEEP,
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    *,
+    thresholds: np.ndarray = DEFAULT_SWEEP,
     labels: tuple[str, ...] = LABELS,
 ) -> dict[str, float]:
     """The F1-best threshold per label (the lowest one on ties)."""
@@ -162,8 +171,13 @@ THRESHOLD_RULES = ("f1", "precision", "recall")
 
 
 def choose_thresholds(
-    y_true: np.ndarray, y_score: np.ndarray, *, rule: str = "f1", target: float | None = None,
-    thresholds: np.ndarray = DEFAULT_SWEEP, labels: tuple[str, ...] = LABELS,
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    *,
+    rule: str = "f1",
+    target: float | None = None,
+    thresholds: np.ndarray = DEFAULT_SWEEP,
+    labels: tuple[str, ...] = LABELS,
 ) -> dict[str, float | None]:
     """One threshold per label, chosen by ``rule`` on the candidate ``thresholds``.
 
@@ -220,13 +234,21 @@ def describe_origin(origin: object) -> str:
             return unknown
         extreme = "lowest" if method == "precision" else "highest"
         return f"{extreme} threshold with {method} ≥ {target:.2f} on {where}"
-    words = {"f1": f"F1-best on {where}", "manual": f"set by hand while viewing {where}",
-             "default": "the default", "fixed": "fixed on the command line"}
+    words = {
+        "f1": f"F1-best on {where}",
+        "manual": f"set by hand while viewing {where}",
+        "default": "the default",
+        "fixed": "fixed on the command line",
+    }
     return words.get(method, unknown)
 
 
 def evaluation_summary(
-    y_true: np.ndarray, y_score: np.ndarray, *, threshold: Threshold = 0.5, labels: tuple[str, ...] = LABELS,
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    *,
+    threshold: Threshold = 0.5,
+    labels: tuple[str, ...] = LABELS,
     ranking: pd.DataFrame | None = None,
 ) -> dict:
     """Plain-JSON metrics for a run bundle: report, summary scores, ROC-AUC and AP per label.

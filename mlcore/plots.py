@@ -32,11 +32,16 @@ def label_color(label: str, index: int = 0) -> str:
 def split_sizes_figure(sizes: Mapping[str, int]) -> go.Figure:
     """One bar per split with its image count."""
     names = list(sizes)
-    figure = go.Figure(go.Bar(
-        x=names, y=[sizes[name] for name in names], text=[f"{sizes[name]:,}" for name in names],
-        textposition="auto", marker_color=[SPLIT_COLORS.get(name, "#888") for name in names],
-        hovertemplate="%{x}: %{y:,} images<extra></extra>",
-    ))
+    figure = go.Figure(
+        go.Bar(
+            x=names,
+            y=[sizes[name] for name in names],
+            text=[f"{sizes[name]:,}" for name in names],
+            textposition="auto",
+            marker_color=[SPLIT_COLORS.get(name, "#888") for name in names],
+            hovertemplate="%{x}: %{y:,} images<extra></extra>",
+        )
+    )
     figure.update_layout(title="Images per split", yaxis_title="images", margin=_MARGIN, height=320)
     return figure
 
@@ -46,12 +51,22 @@ def label_counts_figure(counts: pd.DataFrame) -> go.Figure:
     figure = go.Figure()
     for index, label in enumerate(counts.columns):
         figure.add_bar(
-            name=label, x=list(counts.index), y=counts[label].tolist(), marker_color=label_color(label, index),
-            text=counts[label].tolist(), textposition="auto",
+            name=label,
+            x=list(counts.index),
+            y=counts[label].tolist(),
+            marker_color=label_color(label, index),
+            text=counts[label].tolist(),
+            textposition="auto",
             hovertemplate=f"{label}: %{{y:,}} in %{{x}}<extra></extra>",
         )
-    figure.update_layout(title="Images tagged with each label", barmode="group", yaxis_title="images",
-                         legend_title_text="label", margin=_MARGIN, height=320)
+    figure.update_layout(
+        title="Images tagged with each label",
+        barmode="group",
+        yaxis_title="images",
+        legend_title_text="label",
+        margin=_MARGIN,
+        height=320,
+    )
     return figure
 
 
@@ -68,17 +83,29 @@ def training_curves(
     for column, (metric, _) in enumerate(CURVE_METRICS, start=1):
         if live and live.get(metric):
             figure.add_scatter(
-                x=list(live["x"]), y=list(live[metric]), mode="lines", name="train (running)",
-                line=dict(color=SERIES_COLORS["train"], width=1, dash="dot"), legendgroup="live",
-                showlegend=column == 1, row=1, col=column,
+                x=list(live["x"]),
+                y=list(live[metric]),
+                mode="lines",
+                name="train (running)",
+                line=dict(color=SERIES_COLORS["train"], width=1, dash="dot"),
+                legendgroup="live",
+                showlegend=column == 1,
+                row=1,
+                col=column,
             )
         for series, key in (("train", metric), ("validation", f"val_{metric}")):
             values = list(history.get(key, []))
             if values:
                 figure.add_scatter(
-                    x=list(range(1, len(values) + 1)), y=values, mode="lines+markers", name=series,
-                    line=dict(color=SERIES_COLORS[series]), legendgroup=series, showlegend=column == 1,
-                    row=1, col=column,
+                    x=list(range(1, len(values) + 1)),
+                    y=values,
+                    mode="lines+markers",
+                    name=series,
+                    line=dict(color=SERIES_COLORS[series]),
+                    legendgroup=series,
+                    showlegend=column == 1,
+                    row=1,
+                    col=column,
                 )
         figure.update_xaxes(title_text="epoch", rangemode="tozero", row=1, col=column)
     figure.update_layout(margin=_MARGIN, height=320, legend=dict(orientation="h", y=-0.25))
@@ -96,13 +123,24 @@ def confusion_heatmap(matrix: np.ndarray, label: str) -> go.Figure:
         raise ValueError(f"a binary confusion matrix has shape (2, 2), got {matrix.shape}")
     total = int(matrix.sum())
     share = matrix / total * 100 if total else np.zeros((2, 2))
-    text = [[f"<b>{CELL_NAMES[i][j]}</b><br>{int(matrix[i, j]):,}<br>{share[i, j]:.1f}%" for j in range(2)]
-            for i in range(2)]
-    figure = go.Figure(go.Heatmap(
-        z=share, x=["predicted no", "predicted yes"], y=["actual no", "actual yes"],
-        text=text, texttemplate="%{text}", zmin=0, zmax=100, colorscale="Blues", showscale=False,
-        hovertemplate="%{y} / %{x}: %{z:.1f}% of examples<extra></extra>",
-    ))
+    text = [
+        [f"<b>{CELL_NAMES[i][j]}</b><br>{int(matrix[i, j]):,}<br>{share[i, j]:.1f}%" for j in range(2)]
+        for i in range(2)
+    ]
+    figure = go.Figure(
+        go.Heatmap(
+            z=share,
+            x=["predicted no", "predicted yes"],
+            y=["actual no", "actual yes"],
+            text=text,
+            texttemplate="%{text}",
+            zmin=0,
+            zmax=100,
+            colorscale="Blues",
+            showscale=False,
+            hovertemplate="%{y} / %{x}: %{z:.1f}% of examples<extra></extra>",
+        )
+    )
     figure.update_yaxes(autorange="reversed")
     figure.update_layout(title=f"{label}", margin=_MARGIN, height=300)
     return figure
@@ -111,8 +149,16 @@ def confusion_heatmap(matrix: np.ndarray, label: str) -> go.Figure:
 def _threshold_mark(x: float, color: str, dash: str, text: str, top: bool) -> tuple[dict, dict]:
     """A full-height vertical line at ``x`` and its label, as plain layout dicts."""
     line = dict(type="line", xref="x", yref="paper", x0=x, x1=x, y0=0, y1=1, line=dict(color=color, dash=dash))
-    note = dict(x=x, xref="x", yref="paper", y=1 if top else 0, text=text, showarrow=False,
-                xanchor="right" if top else "left", yanchor="top" if top else "bottom")
+    note = dict(
+        x=x,
+        xref="x",
+        yref="paper",
+        y=1 if top else 0,
+        text=text,
+        showarrow=False,
+        xanchor="right" if top else "left",
+        yanchor="top" if top else "bottom",
+    )
     return line, note
 
 
@@ -129,16 +175,29 @@ def threshold_sweep_figure(
     rows = sweep[sweep["label"] == label]
     x = rows["threshold"].to_numpy()
     traces = [
-        go.Scatter(x=x, y=rows[metric].to_numpy(), mode="lines", name=metric, line=dict(color=color),
-                   hovertemplate=f"{metric} %{{y:.3f}} at %{{x:.2f}}<extra></extra>")
+        go.Scatter(
+            x=x,
+            y=rows[metric].to_numpy(),
+            mode="lines",
+            name=metric,
+            line=dict(color=color),
+            hovertemplate=f"{metric} %{{y:.3f}} at %{{x:.2f}}<extra></extra>",
+        )
         for metric, color in SWEEP_COLORS.items()
     ]
     marks = [_threshold_mark(threshold, "#333", "dash", f"current {threshold:.2f}", top=True)]
     if best is not None:
         marks.append(_threshold_mark(best, SWEEP_COLORS["f1"], "dot", f"F1-best on {best_split} {best:.2f}", top=False))
-    layout = dict(title=label, xaxis_title="threshold", yaxis=dict(range=[0, 1.05]), margin=_MARGIN, height=300,
-                  legend=dict(orientation="h", y=-0.3), shapes=[line for line, _ in marks],
-                  annotations=[note for _, note in marks])
+    layout = dict(
+        title=label,
+        xaxis_title="threshold",
+        yaxis=dict(range=[0, 1.05]),
+        margin=_MARGIN,
+        height=300,
+        legend=dict(orientation="h", y=-0.3),
+        shapes=[line for line, _ in marks],
+        annotations=[note for _, note in marks],
+    )
     return go.Figure(traces, layout=layout)
 
 
@@ -151,19 +210,32 @@ def probability_bars(
     """
     labels = list(probabilities)
     values = [probabilities[label] for label in labels]
-    figure = go.Figure(go.Bar(
-        x=values, y=labels, orientation="h", text=[f"{value:.1%}" for value in values], textposition="auto",
-        marker_color=[label_color(label, index) for index, label in enumerate(labels)],
-        hovertemplate="%{y}: %{x:.3f}<extra></extra>",
-    ))
+    figure = go.Figure(
+        go.Bar(
+            x=values,
+            y=labels,
+            orientation="h",
+            text=[f"{value:.1%}" for value in values],
+            textposition="auto",
+            marker_color=[label_color(label, index) for index, label in enumerate(labels)],
+            hovertemplate="%{y}: %{x:.3f}<extra></extra>",
+        )
+    )
     for index, label in enumerate(labels):
         # A short vertical tick across this label's bar only (its own threshold).
-        figure.add_shape(type="line", x0=thresholds[label], x1=thresholds[label], y0=index - 0.45, y1=index + 0.45,
-                         line=dict(color="#222", width=2, dash="dash"))
+        figure.add_shape(
+            type="line",
+            x0=thresholds[label],
+            x1=thresholds[label],
+            y0=index - 0.45,
+            y1=index + 0.45,
+            line=dict(color="#222", width=2, dash="dash"),
+        )
     title = None if compact else "probability (dashed: threshold)"
     figure.update_xaxes(range=[0, 1], dtick=0.25 if not compact else 0.5, tickformat=".0%", title_text=title)
     figure.update_yaxes(autorange="reversed")
     margin = dict(l=0, r=10, t=5, b=5) if compact else dict(_MARGIN, r=30)
-    figure.update_layout(margin=margin, height=(40 if compact else 80) + (30 if compact else 45) * len(labels),
-                         showlegend=False)
+    figure.update_layout(
+        margin=margin, height=(40 if compact else 80) + (30 if compact else 45) * len(labels), showlegend=False
+    )
     return figure

@@ -26,8 +26,12 @@ MAX_JPEG_SCANS = 100
 MAX_ASPECT_RATIO = 50  # a 1 x 40,000,000 PNG of 110 KB took 2.3 GB to decode
 ORIENTATION_TAG = 0x0112
 _UPRIGHT = {  # EXIF orientation -> the transpose that shows the picture upright
-    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
 # libtiff reads strips in one pass; Pillow's own reader builds a Python tile per strip
@@ -76,19 +80,23 @@ def _check_bytes(data: bytes) -> None:
     if not data:
         raise ImageError("The file is empty.")
     if len(data) > MAX_BYTES:
-        raise ImageError(f"The file is {len(data):,} bytes; the limit is {MAX_BYTES:,} bytes "
-                         f"({MAX_BYTES // 2**20} MB).")
+        raise ImageError(
+            f"The file is {len(data):,} bytes; the limit is {MAX_BYTES:,} bytes ({MAX_BYTES // 2**20} MB)."
+        )
     if data[:2] == b"\xff\xd8" and data.count(b"\xff\xda") > MAX_JPEG_SCANS:
-        raise ImageError(f"The JPEG has more than {MAX_JPEG_SCANS} scans; photos have about 10. "
-                         "It was refused rather than decoded.")
+        raise ImageError(
+            f"The JPEG has more than {MAX_JPEG_SCANS} scans; photos have about 10. It was refused rather than decoded."
+        )
 
 
 def _check_size(width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise ImageError(f"The image is {width}x{height} pixels; the limit is {max_pixels:,} pixels.")
     if max(width, height) > MAX_ASPECT_RATIO * max(1, min(width, height)):
-        raise ImageError(f"The image is {width}x{height} pixels: longer than {MAX_ASPECT_RATIO} times its "
-                         "width is not a photo this model can use.")
+        raise ImageError(
+            f"The image is {width}x{height} pixels: longer than {MAX_ASPECT_RATIO} times its "
+            "width is not a photo this model can use."
+        )
 
 
 def load_image(source: bytes | str | Path | BinaryIO, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
@@ -162,13 +170,17 @@ class Prediction:
 
 
 def predict_files(
-    model, sources: list[tuple[str, bytes | str | Path]], *, label_names: tuple[str, ...],
-    thresholds: np.ndarray, image_size: int,
+    model,
+    sources: list[tuple[str, bytes | str | Path]],
+    *,
+    label_names: tuple[str, ...],
+    thresholds: np.ndarray,
+    image_size: int,
 ) -> list[Prediction | ImageError]:
     """Predict every readable source; unreadable ones come back as their :class:`ImageError`."""
     results: list[Prediction | ImageError | None] = []
     batch, positions = [], []
-    for name, source in sources:
+    for _name, source in sources:
         try:
             batch.append(to_model_input(load_image(source), image_size))
             positions.append(len(results))
@@ -177,10 +189,10 @@ def predict_files(
             results.append(error)
     if batch:
         probabilities = predict_proba(model, np.stack(batch))
-        for position, row in zip(positions, probabilities):
+        for position, row in zip(positions, probabilities, strict=True):
             results[position] = Prediction(
                 name=sources[position][0],
-                probabilities={label: float(p) for label, p in zip(label_names, row)},
-                labels=tuple(label for label, p, t in zip(label_names, row, thresholds) if p >= t),
+                probabilities={label: float(p) for label, p in zip(label_names, row, strict=True)},
+                labels=tuple(label for label, p, t in zip(label_names, row, thresholds, strict=True) if p >= t),
             )
     return results

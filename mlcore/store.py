@@ -23,11 +23,26 @@ MODEL_MEMBER = "model.keras"
 META_MEMBER = "run.json"
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024  # uncompressed; the seed network at 128 px is about 30 MB
 
-ALLOWED_LAYERS = frozenset({
-    "InputLayer", "Rescaling", "Conv2D", "SeparableConv2D", "MaxPooling2D", "Flatten", "Dense",
-    "BatchNormalization", "Activation", "Add", "GlobalAveragePooling2D", "Dropout",
-    "RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom",
-})
+ALLOWED_LAYERS = frozenset(
+    {
+        "InputLayer",
+        "Rescaling",
+        "Conv2D",
+        "SeparableConv2D",
+        "MaxPooling2D",
+        "Flatten",
+        "Dense",
+        "BatchNormalization",
+        "Activation",
+        "Add",
+        "GlobalAveragePooling2D",
+        "Dropout",
+        "RandomFlip",
+        "RandomRotation",
+        "RandomTranslation",
+        "RandomZoom",
+    }
+)
 
 
 class BundleError(ValueError):
@@ -64,8 +79,11 @@ def library_versions() -> dict[str, str]:
     import mlcore
 
     return {
-        "mlcore": mlcore.__version__, "keras": keras.__version__, "tensorflow": tensorflow.__version__,
-        "numpy": numpy.__version__, "scikit-learn": sklearn.__version__,
+        "mlcore": mlcore.__version__,
+        "keras": keras.__version__,
+        "tensorflow": tensorflow.__version__,
+        "numpy": numpy.__version__,
+        "scikit-learn": sklearn.__version__,
     }
 
 
@@ -141,10 +159,14 @@ def _read_members(source: bytes | str | Path) -> tuple[dict, bytes]:
         with zipfile.ZipFile(io.BytesIO(data)) as bundle:
             names = set(bundle.namelist())
             if names != {MODEL_MEMBER, META_MEMBER}:
-                raise BundleError(f"A run bundle holds exactly {MODEL_MEMBER} and {META_MEMBER}; found {sorted(names)}.")
+                raise BundleError(
+                    f"A run bundle holds exactly {MODEL_MEMBER} and {META_MEMBER}; found {sorted(names)}."
+                )
             total = sum(info.file_size for info in bundle.infolist())
             if total > MAX_BUNDLE_BYTES:
-                raise BundleError(f"The bundle unpacks to {total / 2**20:.0f} MB, over the {MAX_BUNDLE_BYTES // 2**20} MB limit.")
+                raise BundleError(
+                    f"The bundle unpacks to {total / 2**20:.0f} MB, over the {MAX_BUNDLE_BYTES // 2**20} MB limit."
+                )
             meta = json.loads(bundle.read(META_MEMBER))
             model_zip = bundle.read(MODEL_MEMBER)
     except zipfile.BadZipFile as error:
@@ -190,8 +212,16 @@ def load_bundle(source: bytes | str | Path) -> RunBundle:
     return RunBundle(model, meta)
 
 
-def run_metadata(data_config, train_config, splits, result, *, thresholds: dict[str, float],
-                 threshold_origin: dict[str, dict], test_metrics: dict) -> dict:
+def run_metadata(
+    data_config,
+    train_config,
+    splits,
+    result,
+    *,
+    thresholds: dict[str, float],
+    threshold_origin: dict[str, dict],
+    test_metrics: dict,
+) -> dict:
     """The ``run.json`` content for a finished training run. ``threshold_origin`` says, per
     label, how its threshold was set and on which split (``metrics.threshold_origin``)."""
     from mlcore.config import to_dict

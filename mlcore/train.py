@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -75,13 +75,19 @@ def warmup_cosine(learning_rate: float, total_steps: int) -> keras.optimizers.sc
     total_steps = max(1, int(total_steps))
     warmup = total_steps // 20
     return keras.optimizers.schedules.CosineDecay(
-        learning_rate / 10, decay_steps=max(1, total_steps - warmup), alpha=0.02,
-        warmup_target=learning_rate, warmup_steps=warmup,
+        learning_rate / 10,
+        decay_steps=max(1, total_steps - warmup),
+        alpha=0.02,
+        warmup_target=learning_rate,
+        warmup_steps=warmup,
     )
 
 
 def compile_model(
-    model: keras.Model, label_names: tuple[str, ...], learning_rate: float = 1e-3, *,
+    model: keras.Model,
+    label_names: tuple[str, ...],
+    learning_rate: float = 1e-3,
+    *,
     total_steps: int | None = None,
 ) -> keras.Model:
     """Binary cross-entropy with multi-label metrics.
@@ -92,8 +98,7 @@ def compile_model(
     if total_steps is None:
         optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
     else:
-        optimizer = keras.optimizers.AdamW(learning_rate=warmup_cosine(learning_rate, total_steps),
-                                           weight_decay=1e-4)
+        optimizer = keras.optimizers.AdamW(learning_rate=warmup_cosine(learning_rate, total_steps), weight_decay=1e-4)
     model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=training_metrics(label_names))
     return model
 
@@ -137,7 +142,7 @@ def recalibrate_batch_norm(model: keras.Model, images: np.ndarray, *, batch_size
     although training went well. One extra forward pass fixes it: with momentum
     ``k / (k + 1)`` at batch ``k`` the update becomes an exact running average.
     """
-    norms = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     if not norms or len(images) == 0:
         return
     momenta = [layer.momentum for layer in norms]
@@ -145,9 +150,9 @@ def recalibrate_batch_norm(model: keras.Model, images: np.ndarray, *, batch_size
         for step, start in enumerate(range(0, len(images), batch_size)):
             for layer in norms:
                 layer.momentum = step / (step + 1)
-            model(images[start:start + batch_size], training=True)
+            model(images[start : start + batch_size], training=True)
     finally:
-        for layer, momentum in zip(norms, momenta):
+        for layer, momentum in zip(norms, momenta, strict=True):
             layer.momentum = momentum
 
 
@@ -188,8 +193,9 @@ class _Reporter(keras.callbacks.Callback):
     the ``val_*`` ones computed over the whole validation split.
     """
 
-    def __init__(self, report: Callable[[str, int, int, dict[str, float]], None], batches: int,
-                 stop: threading.Event | None):
+    def __init__(
+        self, report: Callable[[str, int, int, dict[str, float]], None], batches: int, stop: threading.Event | None
+    ):
         super().__init__()
         self.report, self.batches, self.stop = report, batches, stop
         self.epoch = 0
@@ -242,15 +248,22 @@ def fit(
 
     def report(kind: str, epoch: int, batch: int, logs: dict[str, float]) -> None:
         if on_progress is not None:
-            on_progress(TrainProgress(kind, epoch, config.epochs, batch, batch_count, logs,
-                                      time.perf_counter() - started))
+            on_progress(
+                TrainProgress(kind, epoch, config.epochs, batch, batch_count, logs, time.perf_counter() - started)
+            )
 
     reporter = _Reporter(report, batch_count, stop)
     validation_data = None
     if validation is not None and len(validation[0]) > 0:
         validation_data = batches(validation[0], validation[1], config.batch_size)
-    model.fit(batches(x_train, y_train, config.batch_size, shuffle_seed=config.seed), epochs=config.epochs,
-              validation_data=validation_data, callbacks=[reporter], shuffle=False, verbose=0)
+    model.fit(
+        batches(x_train, y_train, config.batch_size, shuffle_seed=config.seed),
+        epochs=config.epochs,
+        validation_data=validation_data,
+        callbacks=[reporter],
+        shuffle=False,
+        verbose=0,
+    )
     recalibrate_batch_norm(model, x_train)
     epochs_completed = len(next(iter(reporter.history.values()), []))
     return TrainResult(model, reporter.history, reporter.stopped, epochs_completed, time.perf_counter() - started)
@@ -270,8 +283,10 @@ def train_model(
     keras.utils.set_random_seed(config.seed)
     x_train = train[0]
     model = build_model(
-        tuple(x_train.shape[1:]), len(label_names),
-        architecture=config.architecture, augmentation=config.augmentation,
+        tuple(x_train.shape[1:]),
+        len(label_names),
+        architecture=config.architecture,
+        augmentation=config.augmentation,
     )
     # The notebook's network keeps the notebook's optimizer; the compact one is
     # trained as a small from-scratch CNN should be, on a schedule over the whole run.

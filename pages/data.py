@@ -2,28 +2,34 @@
 
 import streamlit as st
 
-from app import loaders, render, state
+from app import frame, loaders, navigation, state
+from app.views import data as view
+from app.widgets import describe_data
 from mlcore.datasets import DatasetUnavailable
 
-render.page_frame(__file__)
+frame.page_frame(__file__)
 st.title("Data")
-st.caption("Pick the images, how many, their size and how often the random 'indoor' tag is drawn. "
-           "Every image gets the labels dog, cat and indoor.")
+st.caption(
+    "Pick the images, how many, their size and how often the random 'indoor' tag is drawn. "
+    "Every image gets the labels dog, cat and indoor."
+)
 if notice := state.data_notice():
     st.info(notice, icon=":material/info:")
-render.data_settings()
+view.data_settings()
 
 config = state.data_config()
-st.markdown(f"Current data: {render.describe_data(config)}")
+st.markdown(f"Current data: {describe_data(config)}")
 if config.source == "demo":
-    st.warning(render.SYNTHETIC_NOTE, icon=":material/draw:")
+    st.warning(view.SYNTHETIC_NOTE, icon=":material/draw:")
 if config.source == "real" and loaders.real_dataset_path(config) is None:
-    render.real_dataset_missing()
+    view.real_dataset_missing()
 else:
     try:
-        render.data_overview(loaders.data_overview(config))
+        view.data_overview(loaders.data_overview(config))
     except (DatasetUnavailable, ValueError, OSError) as error:  # offline, bad folder, unreadable files
         st.error(str(error))
-        st.button("Use the demo set instead", on_click=state.use_demo_data, key="w.data.fallback_demo")
+        st.button(
+            "Use the demo set instead", on_click=state.use_demo_data, key=state.widget_key("data", "fallback_demo")
+        )
     else:
-        render.page_link("pages/train.py")
+        navigation.page_link("pages/train.py")

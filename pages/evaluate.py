@@ -2,30 +2,33 @@
 
 import streamlit as st
 
-from app import render, state
+from app import frame, navigation, state
+from app.views import evaluate as view
 
-render.page_frame(__file__)
+frame.page_frame(__file__)
 st.title("Evaluate")
 run = state.active_run()
 if run is None:
     st.info("There is no model to evaluate yet. Train one first, or load a run bundle on the Predict page.")
-    render.page_link("pages/train.py")
+    navigation.page_link("pages/train.py")
 elif run.evaluation is None:
-    render.score_loaded_run(run)
+    view.score_loaded_run(run)
 else:
     labels, evaluation = run.label_names, run.evaluation
-    st.caption(f"{run.title}. Every number below is recomputed from the stored probabilities of the validation "
-               "and test splits: moving a slider never calls the model.")
+    st.caption(
+        f"{run.title}. Every number below is recomputed from the stored probabilities of the validation "
+        "and test splits: moving a slider never calls the model."
+    )
     if run.synthetic:
         st.warning("Evaluated on the SYNTHETIC demo set.", icon=":material/draw:")
-    split = render.split_picker(evaluation)
-    thresholds = render.threshold_controls(run)
-    render.provenance(run, split)
+    split = view.split_picker(evaluation)
+    thresholds = view.threshold_controls(run)
+    view.provenance(run, split)
     scores = evaluation.split(split)
-    render.summary_metrics(scores, thresholds, labels)
+    view.summary_metrics(scores, thresholds, labels)
     st.subheader("Classification report")
-    render.report_table(scores, thresholds, labels)
+    view.report_table(scores, thresholds, labels)
     st.subheader("Confusion matrices")
-    render.confusion_grid(scores, thresholds, labels)
+    view.confusion_grid(scores, thresholds, labels)
     st.subheader("Precision, recall and F1 against the threshold")
-    render.sweep_grid(evaluation, split, thresholds, labels)
+    view.sweep_grid(evaluation, split, thresholds, labels)

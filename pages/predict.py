@@ -2,29 +2,32 @@
 
 import streamlit as st
 
-from app import render, settings, state, uploads
+from app import frame, navigation, settings, state, uploads
+from app.views import predict as view
 
-render.page_frame(__file__)
+frame.page_frame(__file__)
 st.title("Predict")
-run = render.model_picker()
+run = view.model_picker()
 if run is None:
     bundles = ", or load a run bundle (.zip) saved earlier" if settings.allow_bundle_upload() else ""
     st.info(f"No model yet. Train one on the Train page{bundles}.")
-    render.page_link("pages/train.py")
-    render.bundle_uploader(expanded=True)
+    navigation.page_link("pages/train.py")
+    view.bundle_uploader(expanded=True)
 else:
     thresholds = state.thresholds(run)
-    st.caption(f"Model: {run.title}. Thresholds: "
-               + ", ".join(f"{label} {value:.2f}" for label, value in thresholds.items())
-               + " (tune them on the Evaluate page).")
-    sources = render.image_inputs()
-    results = render.scored_uploads(run, sources) if sources else []
+    st.caption(
+        f"Model: {run.title}. Thresholds: "
+        + ", ".join(f"{label} {value:.2f}" for label, value in thresholds.items())
+        + " (tune them on the Evaluate page)."
+    )
+    sources = view.image_inputs()
+    results = view.scored_uploads(run, sources) if sources else []
     if results:
-        render.prediction_summary(results, thresholds, run.label_names)
-        render.refused_files(results)
-        shown, order = render.prediction_filters(run.label_names)
+        view.prediction_summary(results, thresholds, run.label_names)
+        view.refused_files(results)
+        shown, order = view.prediction_filters(run.label_names)
         chosen = uploads.order([r for r in results if uploads.matches(r, shown, thresholds)], order)
         st.subheader("All predictions")
-        render.predictions_table(chosen, thresholds, run.label_names, results)
-        render.prediction_grid(chosen, thresholds)
-    render.bundle_uploader(expanded=False)
+        view.predictions_table(chosen, thresholds, run.label_names, results)
+        view.prediction_grid(chosen, thresholds)
+    view.bundle_uploader(expanded=False)

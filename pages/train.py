@@ -2,14 +2,16 @@
 
 import streamlit as st
 
-from app import render, state
+from app import frame, navigation, state
+from app.views import train as view
+from app.widgets import describe_data
 from mlcore.datasets import DatasetUnavailable
 
-render.page_frame(__file__)
+frame.page_frame(__file__)
 st.title("Train")
-st.markdown(f"Training data: {render.describe_data(state.data_config())} (change it on the Data page)")
+st.markdown(f"Training data: {describe_data(state.data_config())} (change it on the Data page)")
 
-config = render.train_form(disabled=state.job() is not None)
+config = view.train_form(disabled=state.job() is not None)
 if config is not None:
     try:
         state.start_training(config)
@@ -21,11 +23,13 @@ if config is not None:
 if message := state.job_message():
     {"success": st.success, "warning": st.warning, "error": st.error}[message[0]](message[1])
 if state.job() is not None:
-    render.training_progress()
+    view.training_progress()
 elif run := state.trained_run():
     st.subheader(run.title)
-    render.run_summary(run)
-    render.page_link("pages/evaluate.py")
+    view.run_summary(run)
+    navigation.page_link("pages/evaluate.py")
 else:
-    st.info("No model yet: choose the settings above and start training. "
-            "Training runs in the background, so you can keep using the app.")
+    st.info(
+        "No model yet: choose the settings above and start training. "
+        "Training runs in the background, so you can keep using the app."
+    )

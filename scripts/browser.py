@@ -40,8 +40,8 @@ def full_height_screenshot(page: Page, path: Path, *, width: int) -> int:
     """
     viewport = page.viewport_size
     height = page.evaluate(
-        "() => Math.max(...[...document.querySelectorAll('[data-testid=\"stMain\"], section.main, "
-        "[data-testid=\"stAppViewContainer\"]')].map(e => e.scrollHeight), document.body.scrollHeight)"
+        '() => Math.max(...[...document.querySelectorAll(\'[data-testid="stMain"], section.main, '
+        '[data-testid="stAppViewContainer"]\')].map(e => e.scrollHeight), document.body.scrollHeight)'
     )
     page.set_viewport_size({"width": viewport["width"], "height": int(height) + 40})
     page.wait_for_timeout(1500)  # let charts re-layout and finish their transitions

@@ -56,7 +56,9 @@ def walk(page: Page, images: int, epochs: int, photos: list[Path]) -> None:
         broken = Path(tmp) / "not-a-photo.jpg"
         broken.write_text("a text file with a .jpg name")
         page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files([*map(str, photos), str(broken)])
-        expect(page.get_by_text(re.compile(r"not-a-photo\.jpg.*Not a supported image")).first).to_be_visible(timeout=120_000)
+        expect(page.get_by_text(re.compile(r"not-a-photo\.jpg.*Not a supported image")).first).to_be_visible(
+            timeout=120_000
+        )
         expect(page.get_by_test_id("stImage")).to_have_count(min(len(photos), 12), timeout=60_000)
         save(page, "predict")
 
@@ -71,8 +73,11 @@ def main() -> None:
         raise SystemExit("no system Chromium: install Debian's 'chromium' package or set CHROMIUM_PATH")
     DOCS.mkdir(exist_ok=True)
     data = Path(os.environ.get("MLCORE_DATA_DIR", "/nonexistent")) / "cats_and_dogs_filtered" / "validation"
-    photos = [path for name in ("dogs", "cats") for path in sorted((data / name).glob("*.jpg"))[3:9]] \
-        if data.is_dir() else []
+    photos = (
+        [path for name in ("dogs", "cats") for path in sorted((data / name).glob("*.jpg"))[3:9]]
+        if data.is_dir()
+        else []
+    )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, running_app(Path(tmp) / "server.log") as (url, process):
         print(f"server healthy after {time.perf_counter() - started:.1f} s")

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
+from app import compat, state
 from tests.realdata import real_data_root
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,27 +28,19 @@ TRAIN_TIMEOUT = 300
 
 @pytest.fixture(scope="session", autouse=True)
 def _navigation_mode():
-    """Keep AppTest in ``st.navigation`` mode, as a running server is.
-
-    A server flips ``PagesManager.uses_pages_directory`` to False the first time
-    the entry script calls ``st.navigation`` and keeps it. AppTest (1.67) resets
-    the flag before every run, and because our pages live in ``pages/`` it would
-    then run a page file alone, skipping the entry script (state, sidebar, job
-    collection). Session-scoped so module-scoped app fixtures get it too.
-    """
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    PagesManager.__init__ = init
-    yield
-    PagesManager.__init__ = original
+    """Keep AppTest in ``st.navigation`` mode, as a running server is (``app.compat`` says why).
+    Session-scoped so module-scoped app fixtures get it too."""
+    with compat.navigation_mode():
+        yield
 
 
 class Ui:
     """What a user does in the browser, as test steps."""
+
+    @staticmethod
+    def key(at: AppTest, group: str, name: str) -> str:
+        """A widget's key in this session, built by ``app.state`` as the pages build it."""
+        return state.widget_key(group, name, at.session_state)
 
     @staticmethod
     def new_app() -> AppTest:
@@ -60,29 +52,30 @@ class Ui:
         return at.switch_page(f"pages/{name}.py").run()
 
     @staticmethod
-    def apply_data_settings(at: AppTest, *, source="demo", count=120, size=64, indoor=None, seed=None,
-                            folder=None) -> AppTest:
+    def apply_data_settings(
+        at: AppTest, *, source="demo", count=120, size=64, indoor=None, seed=None, folder=None
+    ) -> AppTest:
         """Fill in the Data page form and apply it."""
         Ui.open_page(at, "data")
-        at.radio(key="w.data.source").set_value(source)
-        at.number_input(key="w.data.count").set_value(count)
-        at.select_slider(key="w.data.size").set_value(size)
+        at.radio(key=Ui.key(at, "data", "source")).set_value(source)
+        at.number_input(key=Ui.key(at, "data", "count")).set_value(count)
+        at.select_slider(key=Ui.key(at, "data", "size")).set_value(size)
         if indoor is not None:
-            at.slider(key="w.data.indoor").set_value(indoor)
+            at.slider(key=Ui.key(at, "data", "indoor")).set_value(indoor)
         if seed is not None:
-            at.number_input(key="w.data.seed").set_value(seed)
+            at.number_input(key=Ui.key(at, "data", "seed")).set_value(seed)
         if folder is not None:
-            at.text_input(key="w.data.folder").set_value(folder)
-        return at.button(key="w.data.apply").click().run()
+            at.text_input(key=Ui.key(at, "data", "folder")).set_value(folder)
+        return at.button(key=Ui.key(at, "data", "apply")).click().run()
 
     @staticmethod
     def start_training(at: AppTest, *, epochs=2, batch_size=8, architecture="seed") -> AppTest:
         """Fill in the Train page form and submit it."""
         Ui.open_page(at, "train")
-        at.slider(key="w.train.epochs").set_value(epochs)
-        at.select_slider(key="w.train.batch").set_value(batch_size)
-        at.radio(key="w.train.architecture").set_value(architecture)
-        return at.button(key="w.train.start").click().run()
+        at.slider(key=Ui.key(at, "train", "epochs")).set_value(epochs)
+        at.select_slider(key=Ui.key(at, "train", "batch")).set_value(batch_size)
+        at.radio(key=Ui.key(at, "train", "architecture")).set_value(architecture)
+        return at.button(key=Ui.key(at, "train", "start")).click().run()
 
     @staticmethod
     def wait_until(at: AppTest, condition, timeout: float = TRAIN_TIMEOUT) -> AppTest:
@@ -98,7 +91,7 @@ class Ui:
     @staticmethod
     def wait_for_training(at: AppTest) -> AppTest:
         """Until the session's job has ended and its run was collected."""
-        return Ui.wait_until(at, lambda app: app.session_state["mlapp.job"] is None)
+        return Ui.wait_until(at, lambda app: state.job(app.session_state) is None)
 
     @staticmethod
     def train_small_model(epochs: int = 2) -> AppTest:

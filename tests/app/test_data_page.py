@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app import state
 from mlcore import datasets
 from mlcore.config import DataConfig
 
@@ -17,11 +18,11 @@ def test_demo_settings_show_the_splits_counts_and_tagged_samples(ui):
     ui.apply_data_settings(at, source="demo", count=120, size=64, indoor=0.3, seed=7)
 
     assert not at.exception
-    config = at.session_state["mlapp.data_config"]
+    config = state.data_config(at.session_state)
     assert config == DataConfig(source="demo", demo_images=120, image_size=64, indoor_probability=0.3, seed=7)
     expected = datasets.load_splits(config)
     sizes = ui.figure_titled(at, "Images per split")["data"][0]
-    assert dict(zip(sizes["x"], sizes["y"])) == expected.sizes()
+    assert dict(zip(sizes["x"], sizes["y"], strict=True)) == expected.sizes()
     counts = ui.figure_titled(at, "Images tagged with each label")["data"]
     assert [trace["name"] for trace in counts] == list(expected.label_names)
     for column, trace in enumerate(counts):
@@ -41,10 +42,10 @@ def test_data_settings_survive_a_page_switch_and_show_in_the_sidebar(ui):
     assert any("SYNTHETIC" in caption.value and "160" in caption.value for caption in at.sidebar.caption)
 
     ui.open_page(at, "data")
-    assert at.radio(key="w.data.source").value == "demo"
-    assert at.number_input(key="w.data.count").value == 160
-    assert at.select_slider(key="w.data.size").value == 48
-    assert at.slider(key="w.data.indoor").value == pytest.approx(0.7)
+    assert at.radio(key=ui.key(at, "data", "source")).value == "demo"
+    assert at.number_input(key=ui.key(at, "data", "count")).value == 160
+    assert at.select_slider(key=ui.key(at, "data", "size")).value == 48
+    assert at.slider(key=ui.key(at, "data", "indoor")).value == pytest.approx(0.7)
 
 
 def test_real_dataset_page_uses_the_official_split(ui):
@@ -56,7 +57,7 @@ def test_real_dataset_page_uses_the_official_split(ui):
     assert not at.exception
     assert not any("SYNTHETIC" in warning.value for warning in at.warning)
     sizes = ui.figure_titled(at, "Images per split")["data"][0]
-    shown = dict(zip(sizes["x"], sizes["y"]))
+    shown = dict(zip(sizes["x"], sizes["y"], strict=True))
     assert shown["train"] + shown["validation"] == 200
     assert shown["test"] == 1000  # the official validation/ folder, never cut
 
@@ -65,7 +66,7 @@ def test_missing_real_dataset_offers_download_and_one_click_demo(ui, monkeypatch
     monkeypatch.setenv("MLCORE_DATA_DIR", str(tmp_path / "no-data"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     at = ui.new_app()
-    assert at.session_state["mlapp.data_config"].source == "demo"
+    assert state.data_config(at.session_state).source == "demo"
     assert any("No local copy" in info.value for info in at.info)
 
     ui.apply_data_settings(at, source="real", count=200, size=64)
@@ -75,12 +76,12 @@ def test_missing_real_dataset_offers_download_and_one_click_demo(ui, monkeypatch
         raise datasets.DatasetUnavailable("Could not download cats_and_dogs_filtered (offline).")
 
     monkeypatch.setattr(datasets, "download_real_dataset", offline)
-    at.button(key="w.data.download").click().run()
+    at.button(key=ui.key(at, "data", "download")).click().run()
     assert not at.exception
     assert any("offline" in error.value for error in at.error)
 
-    at.button(key="w.data.use_demo").click().run()
-    assert at.session_state["mlapp.data_config"].source == "demo"
+    at.button(key=ui.key(at, "data", "use_demo")).click().run()
+    assert state.data_config(at.session_state).source == "demo"
     assert at.get("plotly_chart"), "the demo set is shown right away"
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from app import state
 from mlcore import datasets, metrics, predict
 
 pytestmark = pytest.mark.timeout(600)
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.timeout(600)
 @pytest.fixture(scope="module")
 def scores(trained_app):
     """The test split's targets and the trained model's probabilities, computed here with mlcore."""
-    run = trained_app.session_state["mlapp.runs"]["trained"]
+    run = state.trained_run(trained_app.session_state)
     splits = datasets.load_splits(run.data_config)
     return splits.test.targets, predict.predict_proba(run.model, splits.test.images), splits.label_names
 
@@ -23,7 +24,7 @@ def scores(trained_app):
 @pytest.fixture(scope="module")
 def validation_scores(trained_app):
     """The same for the validation split, the one that chooses thresholds."""
-    run = trained_app.session_state["mlapp.runs"]["trained"]
+    run = state.trained_run(trained_app.session_state)
     splits = datasets.load_splits(run.data_config)
     return splits.validation.targets, predict.predict_proba(run.model, splits.validation.images), splits.label_names
 
@@ -31,8 +32,8 @@ def validation_scores(trained_app):
 @pytest.fixture
 def evaluate(trained_app, ui):
     at = ui.open_page(trained_app, "evaluate")
-    at.radio(key="w.eval.split").set_value("test")
-    at.button(key="w.eval.reset").click().run()
+    at.radio(key=ui.key(at, "eval", "split")).set_value("test")
+    at.button(key=ui.key(at, "eval", "reset")).click().run()
     assert not at.exception
     return at
 
@@ -53,10 +54,21 @@ def label_slider(at, label):
 def test_the_report_is_mlcores_and_follows_the_global_threshold(evaluate, scores):
     at = evaluate
     pd.testing.assert_frame_equal(shown_report(at), expected_report(scores, 0.5), atol=1e-9)
-    assert list(shown_report(at).index) == ["dog", "cat", "indoor", "micro avg", "macro avg", "weighted avg", "samples avg"]
+    assert list(shown_report(at).index) == [
+        "dog",
+        "cat",
+        "indoor",
+        "micro avg",
+        "macro avg",
+        "weighted avg",
+        "samples avg",
+    ]
 
-    moved = next(t for t in (0.3, 0.7, 0.1, 0.9, 0.02, 0.98)
-                 if not expected_report(scores, t).equals(expected_report(scores, 0.5)))
+    moved = next(
+        t
+        for t in (0.3, 0.7, 0.1, 0.9, 0.02, 0.98)
+        if not expected_report(scores, t).equals(expected_report(scores, 0.5))
+    )
     at.slider(key=next(s.key for s in at.slider if s.label.startswith("Global"))).set_value(moved).run()
 
     assert not at.exception
@@ -89,7 +101,7 @@ def test_confusion_heatmaps_name_and_count_every_cell(evaluate, scores, ui):
     matrices = metrics.confusion_matrices(y_true, y_score, threshold=0.5, labels=labels)
     heatmaps = [figure for figure in ui.plotly_figures(at) if figure["data"][0]["type"] == "heatmap"]
     assert [figure["layout"]["title"]["text"] for figure in heatmaps] == list(labels)
-    for figure, matrix in zip(heatmaps, matrices):
+    for figure, matrix in zip(heatmaps, matrices, strict=True):
         text = figure["data"][0]["text"]
         for (row, column), name in np.ndenumerate(np.array([["TN", "FP"], ["FN", "TP"]])):
             cell = text[row][column]
@@ -101,40 +113,47 @@ def shown_markdown(at) -> str:
     return "\n".join(block.value for block in at.markdown)
 
 
-def test_f1_best_is_chosen_on_the_validation_split_and_judged_on_the_test_split(evaluate, scores,
-                                                                                 validation_scores, ui):
+def test_f1_best_is_chosen_on_the_validation_split_and_judged_on_the_test_split(
+    evaluate, scores, validation_scores, ui
+):
     at = evaluate
     y_val, p_val, labels = validation_scores
     best = metrics.best_thresholds(y_val, p_val, labels=labels)
     leaked = metrics.best_thresholds(scores[0], scores[1], labels=labels)
     assert best != leaked, "the demo run should make the two choices differ, or this test proves nothing"
-    at.button(key="w.eval.best").click().run()
+    at.button(key=ui.key(at, "eval", "best")).click().run()
 
     assert {label: label_slider(at, label).value for label in labels} == pytest.approx(best)
     pd.testing.assert_frame_equal(shown_report(at), expected_report(scores, best), atol=1e-9)
     text = shown_markdown(at)
     assert all(f"**{label}** {best[label]:.2f} (F1-best on the validation split)" in text for label in labels)
     assert "Scored on the **test split**" in text
-    sweeps = [figure for figure in ui.plotly_figures(at) if figure["data"][0].get("mode") == "lines"
-              and figure["layout"].get("xaxis", {}).get("title", {}).get("text") == "threshold"]
+    sweeps = [
+        figure
+        for figure in ui.plotly_figures(at)
+        if figure["data"][0].get("mode") == "lines"
+        and figure["layout"].get("xaxis", {}).get("title", {}).get("text") == "threshold"
+    ]
     assert len(sweeps) == len(labels)
     test_sweep = metrics.threshold_sweep(scores[0], scores[1], labels=labels)
-    for figure, label in zip(sweeps, labels):
+    for figure, label in zip(sweeps, labels, strict=True):
         current, marked_best = (shape["x0"] for shape in figure["layout"]["shapes"])
-        assert current == pytest.approx(best[label]) and marked_best == pytest.approx(best[label])
+        assert current == pytest.approx(best[label])
+        assert marked_best == pytest.approx(best[label])
         rows = test_sweep[test_sweep.label == label]
         assert ui.array(figure["data"][2]["y"]) == pytest.approx(rows["f1"].to_numpy()), "the test split's curve"
 
 
-def test_a_precision_target_sets_the_lowest_threshold_that_reaches_it_on_validation(evaluate, scores,
-                                                                                     validation_scores):
+def test_a_precision_target_sets_the_lowest_threshold_that_reaches_it_on_validation(
+    evaluate, scores, validation_scores, ui
+):
     at = evaluate
     y_val, p_val, labels = validation_scores
     target = 0.75
     chosen = metrics.choose_thresholds(y_val, p_val, rule="precision", target=target, labels=labels)
-    at.selectbox(key="w.eval.rule").set_value("precision")
-    at.number_input(key="w.eval.target").set_value(target)
-    at.button(key="w.eval.apply_rule").click().run()
+    at.selectbox(key=ui.key(at, "eval", "rule")).set_value("precision")
+    at.number_input(key=ui.key(at, "eval", "target")).set_value(target)
+    at.button(key=ui.key(at, "eval", "apply_rule")).click().run()
 
     assert not at.exception
     expected = {label: (value if value is not None else 0.5) for label, value in chosen.items()}
@@ -148,23 +167,25 @@ def test_a_precision_target_sets_the_lowest_threshold_that_reaches_it_on_validat
     missed = [label for label, value in chosen.items() if value is None]
     notices = [element.value for element in (*at.warning, *at.success)]
     if missed:
-        assert any("No threshold reaches precision 0.75" in notice and all(m in notice for m in missed)
-                   for notice in notices)
+        assert any(
+            "No threshold reaches precision 0.75" in notice and all(m in notice for m in missed) for notice in notices
+        )
     else:
         assert any("lowest threshold with precision ≥ 0.75 on the validation split" in n for n in notices)
 
 
-def test_the_split_switch_scores_the_validation_split(evaluate, scores, validation_scores):
+def test_the_split_switch_scores_the_validation_split(evaluate, scores, validation_scores, ui):
     at = evaluate
-    at.radio(key="w.eval.split").set_value("validation").run()
+    at.radio(key=ui.key(at, "eval", "split")).set_value("validation").run()
     assert not at.exception
     pd.testing.assert_frame_equal(shown_report(at), expected_report(validation_scores, 0.5), atol=1e-9)
     assert shown_report(at).loc["micro avg", "support"] == validation_scores[0].sum()
     assert "Scored on the **validation split**" in shown_markdown(at)
     label_slider(at, "dog").set_value(0.3).run()
-    at.radio(key="w.eval.split").set_value("test").run()
-    pd.testing.assert_frame_equal(shown_report(at), expected_report(scores, {"dog": 0.3, "cat": 0.5, "indoor": 0.5}),
-                                  atol=1e-9)
+    at.radio(key=ui.key(at, "eval", "split")).set_value("test").run()
+    pd.testing.assert_frame_equal(
+        shown_report(at), expected_report(scores, {"dog": 0.3, "cat": 0.5, "indoor": 0.5}), atol=1e-9
+    )
     assert "**dog** 0.30 (set by hand while viewing the validation split)" in shown_markdown(at)
 
 
@@ -183,7 +204,7 @@ def test_without_a_model_the_page_says_how_to_get_one(ui):
     assert any("Train one first" in info.value for info in at.info)
 
 
-def test_moving_thresholds_never_calls_the_model(evaluate, monkeypatch):
+def test_moving_thresholds_never_calls_the_model(evaluate, monkeypatch, ui):
     def refuse(*args, **kwargs):
         raise AssertionError("the Evaluate page called the model")
 
@@ -192,5 +213,5 @@ def test_moving_thresholds_never_calls_the_model(evaluate, monkeypatch):
     for value in (0.2, 0.6):
         at.slider(key=next(s.key for s in at.slider if s.label.startswith("Global"))).set_value(value).run()
         assert not at.exception
-    at.button(key="w.eval.best").click().run()
+    at.button(key=ui.key(at, "eval", "best")).click().run()
     assert not at.exception

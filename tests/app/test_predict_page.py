@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from app import runs
+from app import runs, state
 from mlcore import predict
 
 pytestmark = pytest.mark.timeout(600)
@@ -34,30 +34,32 @@ def test_without_a_model_the_page_says_how_to_get_one(ui):
     at = ui.open_page(ui.new_app(), "predict")
     assert not at.exception
     assert any("No model yet" in info.value and "Train" in info.value for info in at.info)
-    assert "w.predict.images" not in [uploader.key for uploader in at.file_uploader]
+    assert ui.key(at, "predict", "images") not in [uploader.key for uploader in at.file_uploader]
 
 
 def test_a_real_photo_gets_three_probabilities_and_bad_files_their_own_message(trained_app, ui):
     photo = ui.real_jpeg()
     data = photo.read_bytes()
     at = ui.open_page(trained_app, "predict")
-    at.file_uploader(key="w.predict.images").set_value([
-        (photo.name, data, "image/jpeg"),
-        ("truncated.jpg", data[: len(data) // 3], "image/jpeg"),
-        ("notes.png", b"this is not an image at all", "image/png"),
-        ("empty.gif", b"", "image/gif"),
-        ("drawing.png", png_bytes(), "image/png"),
-    ]).run()
+    at.file_uploader(key=ui.key(at, "predict", "images")).set_value(
+        [
+            (photo.name, data, "image/jpeg"),
+            ("truncated.jpg", data[: len(data) // 3], "image/jpeg"),
+            ("notes.png", b"this is not an image at all", "image/png"),
+            ("empty.gif", b"", "image/gif"),
+            ("drawing.png", png_bytes(), "image/png"),
+        ]
+    ).run()
 
     assert not at.exception
-    run = at.session_state["mlapp.runs"]["trained"]
+    run = state.trained_run(at.session_state)
     table = predictions(at).set_index("file")
     assert list(table.index) == [photo.name, "truncated.jpg", "notes.png", "empty.gif", "drawing.png"]
     expected = expected_probabilities(run, data)
     np.testing.assert_allclose(table.loc[photo.name, ["dog", "cat", "indoor"]].to_numpy(float), expected, atol=1e-5)
     assert ((expected >= 0) & (expected <= 1)).all()
-    thresholds = at.session_state["mlapp.thresholds"][run.id]
-    passing = [label for label, p in zip(run.label_names, expected) if p >= thresholds[label]]
+    thresholds = state.thresholds(run, at.session_state)
+    passing = [label for label, p in zip(run.label_names, expected, strict=True) if p >= thresholds[label]]
     assert table.loc[photo.name, "predicted"] == (", ".join(passing) or "none of the labels")
 
     errors = {error.value.split("**")[1]: error.value for error in at.error}
@@ -82,39 +84,45 @@ def test_three_hundred_photos_in_one_upload_give_a_row_each_and_a_paged_grid(tra
     files = [(path.name, path.read_bytes(), "image/jpeg") for path in photos]
     awkward = [(f"broken{i}.jpg", b"not an image %d" % i, "image/jpeg") for i in range(15)]
     at = ui.open_page(trained_app, "predict")
-    at.file_uploader(key="w.predict.images").set_value(files + awkward).run()
+    at.file_uploader(key=ui.key(at, "predict", "images")).set_value(files + awkward).run()
 
     assert not at.exception
-    run = at.session_state["mlapp.runs"]["trained"]
+    run = state.trained_run(at.session_state)
     table = predictions(at)
-    assert len(table) == 315 and list(table["file"]) == [name for name, *_ in files + awkward]
+    assert len(table) == 315
+    assert list(table["file"]) == [name for name, *_ in files + awkward]
     batch = np.stack([predict.to_model_input(predict.load_image(data), run.image_size) for _, data, _ in files])
-    np.testing.assert_allclose(table[["dog", "cat", "indoor"]].to_numpy(float)[:300],
-                               predict.predict_proba(run.model, batch), atol=1e-5)
-    assert (table["error"][300:] != "").all() and table[["dog", "cat", "indoor"]][300:].isna().all().all()
+    np.testing.assert_allclose(
+        table[["dog", "cat", "indoor"]].to_numpy(float)[:300], predict.predict_proba(run.model, batch), atol=1e-5
+    )
+    assert (table["error"][300:] != "").all()
+    assert table[["dog", "cat", "indoor"]][300:].isna().all().all()
     assert len(at.image) == 12, "a page of cards, not 300"
     assert any("315 file(s)" in block.value and "15 refused" in block.value for block in at.markdown)
-    cached = at.session_state["mlapp.predictions"].values()
+    cached = state.prediction_cache(at.session_state).values()
     assert all(isinstance(result.thumbnail, (bytes, type(None))) for result in cached)
     assert sum(len(result.thumbnail or b"") for result in cached) < 300 * 40_000, "thumbnails only"
 
-    at.multiselect(key="w.predict.filter").set_value(["cat"]).run()
+    at.multiselect(key=ui.key(at, "predict", "filter")).set_value(["cat"]).run()
     assert all("cat" in predicted for predicted in predictions(at)["predicted"])
     assert len(predictions(at)) == sum("cat" in p for p in table["predicted"])
-    at.multiselect(key="w.predict.filter").set_value(["dog", "cat", "indoor", uploads.NONE_LABEL, "refused"])
-    at.selectbox(key="w.predict.order").set_value("dog").run()
+    at.multiselect(key=ui.key(at, "predict", "filter")).set_value(
+        ["dog", "cat", "indoor", uploads.NONE_LABEL, "refused"]
+    )
+    at.selectbox(key=ui.key(at, "predict", "order")).set_value("dog").run()
     ordered = predictions(at)["dog"].to_numpy(float)[:300]
     assert (np.diff(ordered) <= 0).all(), "most dog-like first"
-    at.number_input(key="w.predict.page").set_value(25).run()
-    assert not at.exception and len(at.image) == 300 - 24 * 12
-    at.file_uploader(key="w.predict.images").set_value(None).run()
+    at.number_input(key=ui.key(at, "predict", "page")).set_value(25).run()
+    assert not at.exception
+    assert len(at.image) == 300 - 24 * 12
+    at.file_uploader(key=ui.key(at, "predict", "images")).set_value(None).run()
 
 
 def test_a_camera_picture_is_predicted_too(trained_app, ui):
     photo = ui.real_jpeg()
     at = ui.open_page(trained_app, "predict")
-    at.toggle(key="w.predict.camera_on").set_value(True).run()
-    at.camera_input(key="w.predict.camera").set_value(("shot.jpg", photo.read_bytes(), "image/jpeg")).run()
+    at.toggle(key=ui.key(at, "predict", "camera_on")).set_value(True).run()
+    at.camera_input(key=ui.key(at, "predict", "camera")).set_value(("shot.jpg", photo.read_bytes(), "image/jpeg")).run()
 
     assert not at.exception
     assert "camera photo" in list(predictions(at)["file"])
@@ -123,26 +131,28 @@ def test_a_camera_picture_is_predicted_too(trained_app, ui):
 @pytest.fixture(scope="module")
 def bundle(trained_app) -> bytes:
     """The trained run as the Train page's download button would hand it out."""
-    run = trained_app.session_state["mlapp.runs"]["trained"]
+    run = state.trained_run(trained_app.session_state)
     return runs.bundle_bytes(run, {"dog": 0.4, "cat": 0.6, "indoor": 0.5})
 
 
 def test_a_downloaded_bundle_loads_in_a_new_session_and_predicts_the_same(trained_app, bundle, ui):
-    run = trained_app.session_state["mlapp.runs"]["trained"]
+    run = state.trained_run(trained_app.session_state)
     thresholds = {"dog": 0.4, "cat": 0.6, "indoor": 0.5}
     data = png_bytes((64, 64))
 
     at = ui.open_page(ui.new_app(), "predict")
-    at.file_uploader(key="w.predict.bundle").set_value(("bad.zip", b"PK but not really", "application/zip")).run()
+    at.file_uploader(key=ui.key(at, "predict", "bundle")).set_value(
+        ("bad.zip", b"PK but not really", "application/zip")
+    ).run()
     assert not at.exception
     assert any("bad.zip" in error.value and "not a zip" in error.value for error in at.error)
 
-    at.file_uploader(key="w.predict.bundle").set_value(("run.zip", bundle, "application/zip")).run()
+    at.file_uploader(key=ui.key(at, "predict", "bundle")).set_value(("run.zip", bundle, "application/zip")).run()
     assert not at.exception
     assert any("Loaded **run.zip**" in success.value for success in at.success)
-    loaded = at.session_state["mlapp.runs"]["bundle"]
-    assert at.session_state["mlapp.thresholds"].get(loaded.id, loaded.default_thresholds) == thresholds
-    at.file_uploader(key="w.predict.images").set_value(("square.png", data, "image/png")).run()
+    loaded = state.bundle_run(at.session_state)
+    assert state.thresholds(loaded, at.session_state) == thresholds
+    at.file_uploader(key=ui.key(at, "predict", "images")).set_value(("square.png", data, "image/png")).run()
     shown = predictions(at).set_index("file").loc["square.png", ["dog", "cat", "indoor"]].to_numpy(float)
     np.testing.assert_allclose(shown, expected_probabilities(run, data), atol=1e-5)
 
@@ -151,34 +161,34 @@ def test_bundle_upload_can_be_switched_off(ui, monkeypatch):
     monkeypatch.setenv("MLCORE_ALLOW_BUNDLE_UPLOAD", "false")
     at = ui.open_page(ui.new_app(), "predict")
     assert not at.exception
-    assert "w.predict.bundle" not in [uploader.key for uploader in at.file_uploader]
+    assert ui.key(at, "predict", "bundle") not in [uploader.key for uploader in at.file_uploader]
     assert not any("bundle" in info.value for info in at.info)
 
 
 def test_a_loaded_bundle_is_scored_once_on_the_evaluate_page(trained_app, bundle, ui):
-    trained = trained_app.session_state["mlapp.runs"]["trained"]
+    trained = state.trained_run(trained_app.session_state)
     at = ui.new_app()
     ui.apply_data_settings(at)  # the same demo data the bundle was trained on
     ui.open_page(at, "predict")
-    at.file_uploader(key="w.predict.bundle").set_value(("run.zip", bundle, "application/zip")).run()
+    at.file_uploader(key=ui.key(at, "predict", "bundle")).set_value(("run.zip", bundle, "application/zip")).run()
     ui.open_page(at, "evaluate")
     assert any("no evaluation yet" in info.value for info in at.info)
 
-    at.button(key="w.eval.score").click().run()
+    at.button(key=ui.key(at, "eval", "score")).click().run()
     assert not at.exception
-    loaded = at.session_state["mlapp.runs"]["bundle"]
+    loaded = state.bundle_run(at.session_state)
     np.testing.assert_allclose(loaded.evaluation.test.y_score, trained.evaluation.test.y_score, atol=1e-5)
     assert at.dataframe, "the report is shown"
 
 
 def test_with_a_trained_and_a_loaded_model_the_user_picks_one(trained_app, bundle, ui):
     at = ui.open_page(trained_app, "predict")
-    at.file_uploader(key="w.predict.bundle").set_value(("run.zip", bundle, "application/zip")).run()
-    picker = at.radio(key="w.predict.model")
+    at.file_uploader(key=ui.key(at, "predict", "bundle")).set_value(("run.zip", bundle, "application/zip")).run()
+    picker = at.radio(key=ui.key(at, "predict", "model"))
     assert len(picker.options) == 2
-    assert at.session_state["mlapp.active"] == "bundle"
+    assert state.active_kind(at.session_state) == "bundle"
 
     picker.set_value("trained").run()
-    assert at.session_state["mlapp.active"] == "trained"
+    assert state.active_kind(at.session_state) == "trained"
     assert any("trained in this session" in caption.value for caption in at.sidebar.caption)
-    at.file_uploader(key="w.predict.bundle").set_value(None).run()
+    at.file_uploader(key=ui.key(at, "predict", "bundle")).set_value(None).run()

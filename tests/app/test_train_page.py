@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from app import jobs
+from app import jobs, state
 from mlcore import datasets, predict
 
 pytestmark = pytest.mark.timeout(900)
@@ -17,8 +17,9 @@ def test_training_through_the_form_finishes_with_curves_summary_and_bundle(train
 
     assert not at.exception
     assert [success.value for success in at.success] == ["Training finished."]
-    run = at.session_state["mlapp.runs"]["trained"]
-    assert run.metadata["epochs_completed"] == 2 and not run.metadata["stopped_early"]
+    run = state.trained_run(at.session_state)
+    assert run.metadata["epochs_completed"] == 2
+    assert not run.metadata["stopped_early"]
     assert {metric.label: metric.value for metric in at.metric}["Epochs"] == "2/2"
     curves = ui.plotly_figures(at)[-1]
     by_name = {}
@@ -32,7 +33,7 @@ def test_training_through_the_form_finishes_with_curves_summary_and_bundle(train
 
 
 def test_the_worker_scores_the_validation_and_test_splits_once_with_the_trained_model(trained_app):
-    run = trained_app.session_state["mlapp.runs"]["trained"]
+    run = state.trained_run(trained_app.session_state)
     splits = datasets.load_splits(run.data_config)
     for name in ("validation", "test"):
         split, scored = getattr(splits, name), getattr(run.evaluation, name)
@@ -44,7 +45,7 @@ def test_the_validation_curve_ends_at_the_whole_validation_splits_loss(trained_a
     """The last point of the validation loss curve is the binary cross-entropy of the
     final model over every validation image (the seed network has no batch norm to recalibrate)."""
     at = ui.open_page(trained_app, "train")
-    run = at.session_state["mlapp.runs"]["trained"]
+    run = state.trained_run(at.session_state)
     splits = datasets.load_splits(run.data_config)
     assert len(splits.validation) % run.train_config.batch_size, "a partial last batch, whose loss differs"
     y_true, y_score = splits.validation.targets, predict.predict_proba(run.model, splits.validation.images)
@@ -54,20 +55,22 @@ def test_the_validation_curve_ends_at_the_whole_validation_splits_loss(trained_a
     shown = next(trace["y"] for trace in curves["data"] if trace["name"] == "validation")
     assert shown[-1] == pytest.approx(bce, abs=1e-4)
     table = at.dataframe[0].value  # per label: validation AUC beside test ROC-AUC
-    for index, label in enumerate(run.label_names):
+    for index in range(len(run.label_names)):
         if len(set(y_true[:, index])) < 2:
             continue  # AUC is undefined on a split with one class
         # Keras buckets scores into 200 thresholds: on a split of ten images that moves AUC by a few hundredths
         # (tests/unit/test_training_numbers.py holds it to 0.01 on a larger split).
         assert table.iloc[index, 0] == pytest.approx(roc_auc_score(y_true[:, index], y_score[:, index]), abs=0.05)
         assert table.iloc[index, 1] == pytest.approx(
-            roc_auc_score(splits.test.targets[:, index], run.evaluation.test.y_score[:, index]), abs=1e-9)
+            roc_auc_score(splits.test.targets[:, index], run.evaluation.test.y_score[:, index]), abs=1e-9
+        )
 
 
 def test_other_sessions_do_not_see_this_sessions_model(trained_app, ui):
-    assert trained_app.session_state["mlapp.runs"]["trained"] is not None
+    assert state.trained_run(trained_app.session_state) is not None
     other = ui.new_app()
-    assert other.session_state["mlapp.runs"] == {"trained": None, "bundle": None}
+    assert state.trained_run(other.session_state) is None
+    assert state.bundle_run(other.session_state) is None
     assert any("None yet" in caption.value for caption in other.sidebar.caption)
 
 
@@ -75,26 +78,28 @@ def test_stop_ends_training_early_keeps_the_model_and_page_switches_do_not_distu
     at = ui.new_app()
     ui.apply_data_settings(at)
     ui.start_training(at, epochs=100, batch_size=8)
-    assert at.button(key="w.train.start").disabled, "one job per session"
+    assert at.button(key=ui.key(at, "train", "start")).disabled, "one job per session"
 
-    ui.wait_until(at, lambda app: app.session_state["mlapp.job"].status().batch > 0)
-    assert at.progress and "Epoch" in at.progress[0].text
+    ui.wait_until(at, lambda app: state.job(app.session_state).status().batch > 0)
+    assert at.progress
+    assert "Epoch" in at.progress[0].text
     ui.open_page(at, "data")  # moving around the app leaves the worker alone
     ui.open_page(at, "evaluate")
-    assert at.session_state["mlapp.job"].status().phase == "training"
+    assert state.job(at.session_state).status().phase == "training"
     assert any("Training:" in p.text or "Epoch" in p.text for p in at.sidebar.get("progress"))
 
     ui.open_page(at, "train")
-    at.button(key="w.train.stop").click().run()
+    at.button(key=ui.key(at, "train", "stop")).click().run()
     ui.wait_for_training(at)
 
-    run = at.session_state["mlapp.runs"]["trained"]
+    run = state.trained_run(at.session_state)
     assert run.metadata["stopped_early"]
     assert run.metadata["epochs_completed"] < 100
     assert any("stopped" in warning.value for warning in at.warning)
     assert run.evaluation.test.y_score.shape == (len(run.evaluation.test.y_true), 3), "the partial model is evaluated"
     ui.open_page(at, "evaluate")
-    assert not at.exception and at.dataframe, "the partial model can be evaluated"
+    assert not at.exception, "the partial model can be evaluated"
+    assert at.dataframe, "the partial model can be evaluated"
 
 
 def test_the_server_wide_limit_gives_a_clear_message(ui, monkeypatch):
@@ -105,7 +110,7 @@ def test_the_server_wide_limit_gives_a_clear_message(ui, monkeypatch):
 
     assert not at.exception
     assert any("limit" in error.value for error in at.error)
-    assert at.session_state["mlapp.job"] is None
+    assert state.job(at.session_state) is None
 
 
 def test_a_failing_job_is_reported_not_raised(ui, monkeypatch):

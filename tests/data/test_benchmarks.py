@@ -22,8 +22,23 @@ def quick_results(real_data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "RESULTS.md"
     env = {**os.environ, "MLCORE_DATA_DIR": str(real_data_dir), "PYTHONPATH": str(ROOT)}
     completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--only", "loading", "interaction", "prediction",
-         "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1100,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--only",
+            "loading",
+            "interaction",
+            "prediction",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1100,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return json.loads(out.with_name("results.json").read_text()), out.read_text()
@@ -34,7 +49,8 @@ def test_loading_compares_cold_warm_and_keras_on_all_3000_images(quick_results):
     (baseline,), (ours,) = results["loading"]["baseline"], results["loading"]["ours"]
     assert baseline["images"] == ours["images"] == 3000
     assert len(ours["warm_seconds"]) == 2
-    assert ours["cold_seconds"] > 0 and baseline["seconds"] > 0
+    assert ours["cold_seconds"] > 0
+    assert baseline["seconds"] > 0
 
 
 def test_threshold_moves_rescore_1000_test_images_without_calling_the_model(quick_results):
@@ -50,5 +66,8 @@ def test_threshold_moves_rescore_1000_test_images_without_calling_the_model(quic
 def test_prediction_is_timed_beside_model_predict_on_a_500x375_photo(quick_results):
     results, markdown = quick_results
     assert results["prediction"]["image"].startswith("dog.")
-    assert results["prediction"]["ours_ms"] > 0 and results["prediction"]["model_predict_ms"] > 0
-    assert "## Machine" in markdown and "single prediction" in markdown and "Quick run" in markdown
+    assert results["prediction"]["ours_ms"] > 0
+    assert results["prediction"]["model_predict_ms"] > 0
+    assert "## Machine" in markdown
+    assert "single prediction" in markdown
+    assert "Quick run" in markdown

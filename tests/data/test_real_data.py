@@ -15,15 +15,26 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _cli(*args, data_dir: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "MLCORE_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "mlcore", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=1400)
+    return subprocess.run(
+        [sys.executable, "-m", "mlcore", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1400
+    )
 
 
 @pytest.fixture(scope="module")
 def trained_bundle(real_data_dir, tmp_path_factory):
     output = tmp_path_factory.mktemp("runs") / "seed.zip"
-    result = _cli("train", "--source", "real", "--architecture", "seed", "--epochs", "5",
-                  "--output", str(output), data_dir=real_data_dir)
+    result = _cli(
+        "train",
+        "--source",
+        "real",
+        "--architecture",
+        "seed",
+        "--epochs",
+        "5",
+        "--output",
+        str(output),
+        data_dir=real_data_dir,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return output, result.stdout, result.stderr
 
@@ -37,10 +48,12 @@ def test_seed_network_beats_chance_on_dog_and_cat_but_not_indoor(trained_bundle)
     with zipfile.ZipFile(path) as bundle:
         meta = json.loads(bundle.read("run.json"))
     auc = meta["test_metrics"]["roc_auc"]
-    assert auc["dog"] > 0.65 and auc["cat"] > 0.65, auc
+    assert auc["dog"] > 0.65, auc
+    assert auc["cat"] > 0.65, auc
     assert 0.4 < auc["indoor"] < 0.6, auc
     report = meta["test_metrics"]["report"]
-    assert report["dog"]["support"] == 500 and report["cat"]["support"] == 500
+    assert report["dog"]["support"] == 500
+    assert report["cat"]["support"] == 500
     assert meta["split_sizes"] == {"train": 1800, "validation": 200, "test": 1000}
     assert meta["synthetic_data"] is False
 
@@ -65,13 +78,15 @@ def test_the_epoch_figures_are_whole_split_values_and_the_progress_line_shows_th
     assert history["val_loss"][-1] == pytest.approx(bce, abs=1e-4)
     test_auc = bundle.metadata["test_metrics"]["roc_auc"]
     for index, label in enumerate(bundle.label_names):
-        assert history[f"val_auc_{label}"][-1] == pytest.approx(roc_auc_score(y_true[:, index], y_score[:, index]),
-                                                                abs=0.01)
+        assert history[f"val_auc_{label}"][-1] == pytest.approx(
+            roc_auc_score(y_true[:, index], y_score[:, index]), abs=0.01
+        )
     for label in ("dog", "cat"):
         assert abs(history[f"val_auc_{label}"][-1] - test_auc[label]) < 0.1, (label, history, test_auc)
     last_epoch = next(line for line in stderr.splitlines() if "Epoch 5/5" in line)
     assert f"val_loss={history['val_loss'][-1]:.4f}" in last_epoch
-    assert f"loss={history['loss'][-1]:.4f}" in last_epoch and f"val_auc={history['val_auc'][-1]:.4f}" in last_epoch
+    assert f"loss={history['loss'][-1]:.4f}" in last_epoch
+    assert f"val_auc={history['val_auc'][-1]:.4f}" in last_epoch
 
 
 def test_predict_command_prints_three_probabilities(trained_bundle, real_data_dir):
@@ -80,7 +95,10 @@ def test_predict_command_prints_three_probabilities(trained_bundle, real_data_di
     result = _cli("predict", str(path), str(image), data_dir=real_data_dir)
     assert result.returncode == 0, result.stderr
     line = result.stdout.strip().splitlines()[-1]
-    assert line.startswith(f"{image}: dog=") and "cat=" in line and "indoor=" in line and "->" in line
+    assert line.startswith(f"{image}: dog=")
+    assert "cat=" in line
+    assert "indoor=" in line
+    assert "->" in line
 
 
 def test_predict_reports_a_bad_file_and_still_predicts_the_good_one(trained_bundle, real_data_dir, tmp_path):

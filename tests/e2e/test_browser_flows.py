@@ -49,7 +49,9 @@ def test_training_shows_progress_and_survives_a_page_switch(page):
     expect(page.get_by_text("SYNTHETIC data").first).to_be_visible()
     # The settings not touched keep their values (a widget remounted by the browser once
     # fell back to its minimum here: 32 px, p = 0.00, seed 0).
-    expect(page.get_by_test_id("stSidebarUserContent")).to_contain_text("400 generated images · 128 px · indoor p = 0.50 · seed 42")
+    expect(page.get_by_test_id("stSidebarUserContent")).to_contain_text(
+        "400 generated images · 128 px · indoor p = 0.50 · seed 42"
+    )
     _open(page, "Train")
     set_slider(page, "Epochs", 3)
     page.get_by_role("button", name="Start training").click()

@@ -52,7 +52,8 @@ def test_cache_is_reused_and_invalidated(tmp_path, monkeypatch):
     second = datasets.load_folder(root, image_size=32)
     assert len(calls) == 13  # served from the disk cache
     np.testing.assert_array_equal(first.images, second.images)
-    assert second.skipped_files == first.skipped_files and second.keys == first.keys
+    assert second.skipped_files == first.skipped_files
+    assert second.keys == first.keys
     # Changing one file's content (and so its size and mtime) invalidates the cache.
     changed = root / "cats" / "cats.0.jpg"
     Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(changed)
@@ -76,8 +77,9 @@ def test_damaged_cache_is_rebuilt(tmp_path):
 
 def test_stratified_subset_is_seeded_and_balanced():
     class_index = np.array([0] * 80 + [1] * 20)
-    image_set = datasets.ImageSet(np.zeros((100, 2, 2, 3), np.uint8), class_index, ("cats", "dogs"),
-                                  tuple(str(i) for i in range(100)))
+    image_set = datasets.ImageSet(
+        np.zeros((100, 2, 2, 3), np.uint8), class_index, ("cats", "dogs"), tuple(str(i) for i in range(100))
+    )
     subset = datasets.stratified_subset(image_set, 50, seed=1)
     assert np.bincount(subset.class_index).tolist() == [40, 10]
     assert subset.keys == datasets.stratified_subset(image_set, 50, seed=1).keys
@@ -102,7 +104,9 @@ def test_resolver_prefers_the_data_dir_then_the_keras_cache(tmp_path, monkeypatc
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.delenv("MLCORE_DATA_DIR", raising=False)
     assert datasets.find_real_dataset() is None
-    cached = _fake_extracted(tmp_path / "keras" / "datasets" / "cats_and_dogs_filtered_extracted" / "cats_and_dogs_filtered")
+    cached = _fake_extracted(
+        tmp_path / "keras" / "datasets" / "cats_and_dogs_filtered_extracted" / "cats_and_dogs_filtered"
+    )
     assert datasets.find_real_dataset() == cached
     explicit = _fake_extracted(tmp_path / "mine" / "cats_and_dogs_filtered")
     monkeypatch.setenv("MLCORE_DATA_DIR", str(tmp_path / "mine"))
@@ -125,13 +129,14 @@ def test_offline_download_names_the_alternatives(tmp_path, monkeypatch):
     with pytest.raises(datasets.DatasetUnavailable) as error:
         datasets.resolve_real_dataset()
     message = str(error.value)
-    assert "offline" in message and "MLCORE_DATA_DIR" in message and "demo set" in message
+    assert "offline" in message
+    assert "MLCORE_DATA_DIR" in message
+    assert "demo set" in message
 
 
 def test_a_hanging_network_fails_fast_with_the_alternatives(monkeypatch):
-    import urllib.request
-
     import threading
+    import urllib.request
 
     release, finished = threading.Event(), threading.Event()
 
@@ -179,11 +184,13 @@ def test_demo_set_is_deterministic_balanced_and_synthetic():
     first = datasets.make_demo_set(20, image_size=48, seed=5)
     again = datasets.make_demo_set(20, image_size=48, seed=5)
     other = datasets.make_demo_set(20, image_size=48, seed=6)
-    assert first.images.shape == (20, 48, 48, 3) and first.images.dtype == np.uint8
+    assert first.images.shape == (20, 48, 48, 3)
+    assert first.images.dtype == np.uint8
     np.testing.assert_array_equal(first.images, again.images)
     assert not np.array_equal(first.images, other.images)
     assert np.bincount(first.class_index).tolist() == [10, 10]
-    assert first.synthetic and "synthetic" in first.origin
+    assert first.synthetic
+    assert "synthetic" in first.origin
     assert first.images.std() > 20  # real pictures, not flat colour
 
 
@@ -191,9 +198,12 @@ def test_load_splits_on_demo_source_has_disjoint_labelled_splits():
     config = DataConfig(source="demo", demo_images=100, image_size=32, n_images=60, indoor_probability=0.4)
     splits = datasets.load_splits(config)
     assert splits.sizes() == {"train": 54, "validation": 6, "test": 20}
-    assert splits.label_names == ("dog", "cat", "indoor") and splits.synthetic
+    assert splits.label_names == ("dog", "cat", "indoor")
+    assert splits.synthetic
     keys = [set(part.keys) for part in (splits.train, splits.validation, splits.test)]
-    assert not (keys[0] & keys[1]) and not (keys[0] & keys[2]) and not (keys[1] & keys[2])
+    assert not (keys[0] & keys[1])
+    assert not (keys[0] & keys[2])
+    assert not (keys[1] & keys[2])
     for part in (splits.train, splits.validation, splits.test):
         assert np.all(part.targets[:, 0] + part.targets[:, 1] == 1)
 

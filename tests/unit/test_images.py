@@ -23,7 +23,8 @@ def test_exif_orientation_is_applied():
     exif = Image.Exif()
     exif[0x0112] = 6
     loaded = load_image(_encode(image, "JPEG", exif=exif))
-    assert loaded.size == (20, 40) and loaded.mode == "RGB"
+    assert loaded.size == (20, 40)
+    assert loaded.mode == "RGB"
 
 
 def test_grayscale_becomes_three_equal_channels():
@@ -52,7 +53,10 @@ def test_palette_with_transparency():
 def test_cmyk_jpeg():
     loaded = load_image(_encode(Image.new("CMYK", (8, 8), (0, 255, 255, 0)), "JPEG"))
     red = np.asarray(loaded)[4, 4]
-    assert loaded.mode == "RGB" and red[0] > 200 and red[1] < 60 and red[2] < 60
+    assert loaded.mode == "RGB"
+    assert red[0] > 200
+    assert red[1] < 60
+    assert red[2] < 60
 
 
 def test_sixteen_bit_png_is_scaled_to_eight_bits():
@@ -67,7 +71,8 @@ def test_animated_gif_gives_its_first_frame():
     frames = [Image.new("RGB", (8, 8), colour) for colour in ((255, 0, 0), (0, 0, 255))]
     data = _encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
     pixel = np.asarray(load_image(data))[4, 4]
-    assert pixel[0] > 200 and pixel[2] < 50
+    assert pixel[0] > 200
+    assert pixel[2] < 50
 
 
 def test_webp_and_bmp_load():
@@ -103,14 +108,19 @@ def test_decompression_bomb_is_refused_before_decoding():
 
 def test_model_input_is_square_uint8():
     array = to_model_input(Image.new("RGB", (500, 375), (1, 2, 3)), 128)
-    assert array.shape == (128, 128, 3) and array.dtype == np.uint8 and array[0, 0].tolist() == [1, 2, 3]
+    assert array.shape == (128, 128, 3)
+    assert array.dtype == np.uint8
+    assert array[0, 0].tolist() == [1, 2, 3]
 
 
 def _exif_with_bad_strip_offsets() -> bytes:
     """EXIF with orientation 6 and a StripOffsets tag typed ASCII (rewriting it raises struct.error)."""
     entries = [(0x0111, 2, 4, b"cam\x00"), (0x0112, 3, 1, struct.pack(">HH", 6, 0))]
-    ifd = struct.pack(">H", len(entries)) + b"".join(
-        struct.pack(">HHI", tag, kind, count) + value for tag, kind, count, value in entries) + b"\0\0\0\0"
+    ifd = (
+        struct.pack(">H", len(entries))
+        + b"".join(struct.pack(">HHI", tag, kind, count) + value for tag, kind, count, value in entries)
+        + b"\0\0\0\0"
+    )
     return b"Exif\x00\x00MM\x00\x2a" + struct.pack(">I", 8) + ifd
 
 
@@ -123,13 +133,23 @@ def _tiff_with_float_strip_offsets() -> bytes:
     width = height = 4
     count = 10
     data_at = 8 + 2 + 12 * count + 4
-    entries = [(256, 3, 1, struct.pack("<HH", width, 0)), (257, 3, 1, struct.pack("<HH", height, 0)),
-               (258, 3, 1, struct.pack("<HH", 8, 0)), (259, 3, 1, struct.pack("<HH", 1, 0)),
-               (262, 3, 1, struct.pack("<HH", 1, 0)), (273, 12, 1, struct.pack("<I", data_at + 16)),
-               (277, 3, 1, struct.pack("<HH", 1, 0)), (278, 3, 1, struct.pack("<HH", height, 0)),
-               (279, 4, 1, struct.pack("<I", 16)), (284, 3, 1, struct.pack("<HH", 1, 0))]
-    ifd = struct.pack("<H", count) + b"".join(
-        struct.pack("<HHI", tag, kind, n) + value for tag, kind, n, value in entries) + b"\0" * 4
+    entries = [
+        (256, 3, 1, struct.pack("<HH", width, 0)),
+        (257, 3, 1, struct.pack("<HH", height, 0)),
+        (258, 3, 1, struct.pack("<HH", 8, 0)),
+        (259, 3, 1, struct.pack("<HH", 1, 0)),
+        (262, 3, 1, struct.pack("<HH", 1, 0)),
+        (273, 12, 1, struct.pack("<I", data_at + 16)),
+        (277, 3, 1, struct.pack("<HH", 1, 0)),
+        (278, 3, 1, struct.pack("<HH", height, 0)),
+        (279, 4, 1, struct.pack("<I", 16)),
+        (284, 3, 1, struct.pack("<HH", 1, 0)),
+    ]
+    ifd = (
+        struct.pack("<H", count)
+        + b"".join(struct.pack("<HHI", tag, kind, n) + value for tag, kind, n, value in entries)
+        + b"\0" * 4
+    )
     return b"II*\x00" + struct.pack("<I", 8) + ifd + b"\x80" * 16 + struct.pack("<d", data_at + 0.5)
 
 
@@ -147,7 +167,7 @@ def test_a_jpeg_scan_flood_is_refused_before_decoding():
     assert load_image(base).size == (64, 64), "an ordinary progressive JPEG still loads"
 
 
-@pytest.mark.parametrize("refused, accepted", [((1, 51), (1, 50)), ((3000, 20), (2000, 40))])
+@pytest.mark.parametrize(("refused", "accepted"), [((1, 51), (1, 50)), ((3000, 20), (2000, 40))])
 def test_degenerate_shapes_are_refused(refused, accepted):
     with pytest.raises(ImageError, match="50 times"):
         load_image(_encode(Image.new("RGB", refused), "PNG"))

@@ -27,8 +27,9 @@ def test_same_seed_same_labels_whatever_the_order():
     keys = [f"img{i}" for i in range(200)]
     first = make_targets(np.zeros(200, int), ("cats", "dogs"), keys, indoor_probability=0.5, seed=3)
     order = np.random.default_rng(0).permutation(200)
-    shuffled = make_targets(np.zeros(200, int), ("cats", "dogs"), [keys[i] for i in order],
-                            indoor_probability=0.5, seed=3)
+    shuffled = make_targets(
+        np.zeros(200, int), ("cats", "dogs"), [keys[i] for i in order], indoor_probability=0.5, seed=3
+    )
     np.testing.assert_array_equal(first[order], shuffled)
     other_seed = make_targets(np.zeros(200, int), ("cats", "dogs"), keys, indoor_probability=0.5, seed=4)
     assert (first[:, 2] != other_seed[:, 2]).sum() > 50
@@ -36,12 +37,15 @@ def test_same_seed_same_labels_whatever_the_order():
 
 def test_raising_probability_only_adds_indoor_tags():
     low, high = _targets(p=0.2)[:, 2], _targets(p=0.6)[:, 2]
-    assert np.all(high >= low) and high.sum() > low.sum()
+    assert np.all(high >= low)
+    assert high.sum() > low.sum()
 
 
 def test_uniform_per_key_is_in_unit_interval():
     values = uniform_per_key([str(i) for i in range(1000)], seed=1)
-    assert values.min() >= 0 and values.max() < 1 and 0.45 < values.mean() < 0.55
+    assert values.min() >= 0
+    assert values.max() < 1
+    assert 0.45 < values.mean() < 0.55
 
 
 def test_label_names_for_other_classes_and_bad_probability():

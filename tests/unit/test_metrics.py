@@ -7,12 +7,14 @@ from mlcore import metrics
 
 LABELS = ("dog", "cat", "indoor")
 Y_TRUE = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 0], [0, 1, 1]])
-Y_SCORE = np.array([
-    [0.9, 0.2, 0.6],
-    [0.4, 0.7, 0.3],
-    [0.6, 0.5, 0.1],
-    [0.3, 0.8, 0.4],
-])
+Y_SCORE = np.array(
+    [
+        [0.9, 0.2, 0.6],
+        [0.4, 0.7, 0.3],
+        [0.6, 0.5, 0.1],
+        [0.3, 0.8, 0.4],
+    ]
+)
 
 
 def test_binarize_global_and_per_label():
@@ -104,19 +106,34 @@ def test_threshold_rules_pick_the_hand_computed_thresholds():
     # dog scores 0.9+ 0.4- 0.6+ 0.3-: precision reaches 1 from 0.45; recall stays 1 up to 0.55, 0.5 up to 0.85.
     choose = metrics.choose_thresholds
     assert choose(Y_TRUE, Y_SCORE, rule="precision", target=0.9, thresholds=CANDIDATES, labels=LABELS) == {
-        "dog": 0.45, "cat": 0.55, "indoor": 0.35}
+        "dog": 0.45,
+        "cat": 0.55,
+        "indoor": 0.35,
+    }
     assert choose(Y_TRUE, Y_SCORE, rule="recall", target=0.9, thresholds=CANDIDATES, labels=LABELS) == {
-        "dog": 0.55, "cat": 0.65, "indoor": 0.35}
+        "dog": 0.55,
+        "cat": 0.65,
+        "indoor": 0.35,
+    }
     assert choose(Y_TRUE, Y_SCORE, rule="recall", target=0.5, thresholds=CANDIDATES, labels=LABELS) == {
-        "dog": 0.85, "cat": 0.75, "indoor": 0.55}
+        "dog": 0.85,
+        "cat": 0.75,
+        "indoor": 0.55,
+    }
     assert choose(Y_TRUE, Y_SCORE, rule="f1", thresholds=CANDIDATES, labels=LABELS) == {
-        "dog": 0.45, "cat": 0.55, "indoor": 0.35}
+        "dog": 0.45,
+        "cat": 0.55,
+        "indoor": 0.35,
+    }
     # Nothing at 0.25 reaches precision 0.9: no threshold rather than a wrong one.
     assert choose(Y_TRUE, Y_SCORE, rule="precision", target=0.9, thresholds=CANDIDATES[:1], labels=LABELS) == {
-        "dog": None, "cat": None, "indoor": None}
+        "dog": None,
+        "cat": None,
+        "indoor": None,
+    }
 
 
-@pytest.mark.parametrize("rule, target", [("precision", 0.6), ("precision", 0.8), ("recall", 0.7), ("recall", 0.3)])
+@pytest.mark.parametrize(("rule", "target"), [("precision", 0.6), ("precision", 0.8), ("recall", 0.7), ("recall", 0.3)])
 def test_threshold_rules_agree_with_sklearn_on_random_scores(rule, target):
     from sklearn.metrics import precision_score, recall_score
 
@@ -136,7 +153,7 @@ def test_threshold_rules_agree_with_sklearn_on_random_scores(rule, target):
             assert score(y_true[:, index], y_score[:, index] >= grid[neighbour], zero_division=0) < target
 
 
-@pytest.mark.parametrize("rule, target", [("accuracy", 0.9), ("precision", None), ("recall", 1.5)])
+@pytest.mark.parametrize(("rule", "target"), [("accuracy", 0.9), ("precision", None), ("recall", 1.5)])
 def test_bad_threshold_rules_are_named(rule, target):
     with pytest.raises(ValueError, match="rule"):
         metrics.choose_thresholds(Y_TRUE, Y_SCORE, rule=rule, target=target, labels=LABELS)
@@ -157,16 +174,23 @@ def test_evaluation_summary_is_plain_json():
     assert summary["roc_auc"] == {"dog": 1.0, "cat": 1.0, "indoor": 1.0}
 
 
-@pytest.mark.parametrize("origin, words", [
-    (metrics.threshold_origin("f1", split="validation"), "F1-best on the validation split"),
-    (metrics.threshold_origin("recall", split="validation", target=0.8),
-     "highest threshold with recall ≥ 0.80 on the validation split"),
-    (metrics.threshold_origin("manual", split="test"), "set by hand while viewing the test split"),
-    ({"method": "precision", "target": 10**400, "split": "validation"}, "origin not recorded"),
-    ({"method": "precision", "target": float("nan")}, "origin not recorded"),
-    ({"method": "recall", "target": -5}, "origin not recorded"),
-    ({"method": "f1", "split": ["x"]}, "F1-best on an unrecorded split"),
-    ({"method": {"a": 1}}, "origin not recorded"), (None, "origin not recorded"), ([1, 2], "origin not recorded"),
-])
+@pytest.mark.parametrize(
+    ("origin", "words"),
+    [
+        (metrics.threshold_origin("f1", split="validation"), "F1-best on the validation split"),
+        (
+            metrics.threshold_origin("recall", split="validation", target=0.8),
+            "highest threshold with recall ≥ 0.80 on the validation split",
+        ),
+        (metrics.threshold_origin("manual", split="test"), "set by hand while viewing the test split"),
+        ({"method": "precision", "target": 10**400, "split": "validation"}, "origin not recorded"),
+        ({"method": "precision", "target": float("nan")}, "origin not recorded"),
+        ({"method": "recall", "target": -5}, "origin not recorded"),
+        ({"method": "f1", "split": ["x"]}, "F1-best on an unrecorded split"),
+        ({"method": {"a": 1}}, "origin not recorded"),
+        (None, "origin not recorded"),
+        ([1, 2], "origin not recorded"),
+    ],
+)
 def test_threshold_origins_in_words_never_raise(origin, words):
     assert metrics.describe_origin(origin) == words

@@ -9,7 +9,14 @@ def _affinity():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-@pytest.mark.parametrize("content, expected", [("150000 100000\n", 1.5), ("max 100000\n", None), ("50000 100000", 0.5)])
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("150000 100000\n", 1.5),
+        ("max 100000\n", None),
+        ("50000 100000", 0.5),
+    ],
+)
 def test_cgroup_v2_quota(tmp_path, content, expected):
     (tmp_path / "cpu.max").write_text(content)
     assert runtime.cgroup_cpu_limit(tmp_path) == expected

@@ -27,9 +27,11 @@ def test_save_load_gives_the_same_predictions(tmp_path, compact):
     path = store.save_bundle(tmp_path / "runs" / "run.zip", compact, _metadata())
     assert sorted(p.name for p in path.parent.iterdir()) == ["run.zip"]  # no temp file left
     bundle = store.load_bundle(path)
-    np.testing.assert_allclose(predict.predict_proba(bundle.model, images),
-                               predict.predict_proba(compact, images), atol=1e-6)
-    assert bundle.label_names == tuple(LABELS) and bundle.image_size == 32
+    np.testing.assert_allclose(
+        predict.predict_proba(bundle.model, images), predict.predict_proba(compact, images), atol=1e-6
+    )
+    assert bundle.label_names == tuple(LABELS)
+    assert bundle.image_size == 32
     assert bundle.thresholds == {"dog": 0.4, "cat": 0.5, "indoor": 0.6}
     assert bundle.metadata["versions"]["keras"] == keras.__version__
     assert store.load_bundle(path.read_bytes()).label_names == tuple(LABELS)

@@ -27,7 +27,9 @@ def binary_cross_entropy(y_true: np.ndarray, y_score: np.ndarray) -> float:
 def splits():
     splits = datasets.load_splits(DataConfig(source="demo", demo_images=240, image_size=48, seed=5))
     # The last batch of each split is a partial one: a last-batch value would differ from the whole.
-    assert len(splits.train) % BATCH and len(splits.validation) % BATCH and len(splits.validation) > BATCH
+    assert len(splits.train) % BATCH
+    assert len(splits.validation) % BATCH
+    assert len(splits.validation) > BATCH
     return splits
 
 
@@ -35,8 +37,10 @@ def splits():
 def trained(splits):
     events = []
     result = train.train_model(
-        (splits.train.images, splits.train.targets), (splits.validation.images, splits.validation.targets),
-        TrainConfig(architecture="seed", epochs=3, batch_size=BATCH, seed=3), splits.label_names,
+        (splits.train.images, splits.train.targets),
+        (splits.validation.images, splits.validation.targets),
+        TrainConfig(architecture="seed", epochs=3, batch_size=BATCH, seed=3),
+        splits.label_names,
         on_progress=events.append,
     )
     return result, events
@@ -56,7 +60,8 @@ def test_validation_metrics_are_computed_over_the_whole_validation_split(splits,
         assert history[f"val_auc_{label}"][-1] == pytest.approx(roc_auc_score(column, scores), abs=0.01)
         decided = scores > 0.5
         assert history[f"val_precision_{label}"][-1] == pytest.approx(
-            precision_score(column, decided, zero_division=0), abs=1e-6)
+            precision_score(column, decided, zero_division=0), abs=1e-6
+        )
         assert history[f"val_recall_{label}"][-1] == pytest.approx(recall_score(column, decided), abs=1e-6)
     macro = np.mean([roc_auc_score(y_true[:, i], y_score[:, i]) for i in range(y_true.shape[1])])
     assert history["val_auc"][-1] == pytest.approx(macro, abs=0.01)
@@ -88,8 +93,8 @@ def test_the_epochs_training_loss_is_the_size_weighted_mean_of_its_batch_losses(
 
     y_score = predict.predict_proba(network, images)
     starts = range(0, len(images), BATCH)
-    batch_losses = [binary_cross_entropy(targets[s:s + BATCH], y_score[s:s + BATCH]) for s in starts]
-    sizes = [len(targets[s:s + BATCH]) for s in starts]
+    batch_losses = [binary_cross_entropy(targets[s : s + BATCH], y_score[s : s + BATCH]) for s in starts]
+    sizes = [len(targets[s : s + BATCH]) for s in starts]
     assert sizes[-1] < BATCH
     weighted = float(np.average(batch_losses, weights=sizes))
     assert result.history["loss"][0] == pytest.approx(weighted, abs=1e-4)
@@ -101,8 +106,10 @@ def test_the_epochs_training_loss_is_the_size_weighted_mean_of_its_batch_losses(
 def test_training_order_is_seeded(splits):
     def losses(seed: int) -> list[float]:
         result = train.train_model(
-            (splits.train.images, splits.train.targets), None,
-            TrainConfig(architecture="seed", epochs=2, batch_size=BATCH, seed=seed), splits.label_names,
+            (splits.train.images, splits.train.targets),
+            None,
+            TrainConfig(architecture="seed", epochs=2, batch_size=BATCH, seed=seed),
+            splits.label_names,
         )
         return result.history["loss"]
 

@@ -51,12 +51,15 @@ def test_more_files_than_the_cache_keeps_are_all_scored_in_batches(run, photos, 
     assert len(results) == len(files) > uploads.MAX_CACHED
     assert [r.name for r in results] == [name for name, _ in files]
     assert calls == [32, 32, 32, 24], "120 photos in batches of 32"
-    assert progress[-1] == (122, 122) and all(total == 122 for _, total in progress)
-    for (name, data), result in zip(photos[::17], results[::17]):
-        assert result.probabilities == pytest.approx(dict(zip(LABELS, expected(run, data))), abs=1e-5)
-    assert "Not a supported image" in results[-2].error and "empty" in results[-1].error
+    assert progress[-1] == (122, 122)
+    assert all(total == 122 for _, total in progress)
+    for (_name, data), result in zip(photos[::17], results[::17], strict=True):
+        assert result.probabilities == pytest.approx(dict(zip(LABELS, expected(run, data), strict=True)), abs=1e-5)
+    assert "Not a supported image" in results[-2].error
+    assert "empty" in results[-1].error
     thumbnails = [r.thumbnail for r in results if r.thumbnail]
-    assert len(thumbnails) == 120 and max(map(len, thumbnails)) < 60_000, "small JPEG thumbnails only"
+    assert len(thumbnails) == 120
+    assert max(map(len, thumbnails)) < 60_000, "small JPEG thumbnails only"
     assert {Image.open(io.BytesIO(t)).size for t in thumbnails} == {(uploads.THUMBNAIL_PIXELS,) * 2}
     assert results[0].size == (900, 600)
 
@@ -84,7 +87,8 @@ def test_another_models_results_are_dropped(run, photos):
     uploads.score(run, photos[:3], cache)
     other = runs.Run(model=run.model, label_names=LABELS, image_size=SIZE, source="bundle", title="o", metadata={})
     uploads.score(other, photos[:2], cache)
-    assert {key[0] for key in cache} == {other.id} and len(cache) == 2
+    assert {key[0] for key in cache} == {other.id}
+    assert len(cache) == 2
 
 
 def test_filter_and_order():
@@ -107,11 +111,13 @@ def test_a_file_object_is_read_whole_every_time(run, photos):
     cache: dict = {}
     [result] = uploads.score(run, [("disk.jpg", io.BufferedReader(io.BytesIO(photos[0][1])))], cache)
     assert result.error is None
-    assert result.probabilities == pytest.approx(dict(zip(LABELS, expected(run, photos[0][1]))), abs=1e-5)
+    assert result.probabilities == pytest.approx(dict(zip(LABELS, expected(run, photos[0][1]), strict=True)), abs=1e-5)
 
 
 def test_a_file_that_breaks_the_decoder_is_refused_alone(run, photos):
     entries = [(0x0111, 12, 1, b"\0\0\0\0"), (0x0112, 3, 1, b"\x00\x06\x00\x00")]
     bad = b"II*\x00" + (8).to_bytes(4, "little") + len(entries).to_bytes(2, "little")
     results = uploads.score(run, [photos[0], ("odd.tif", bad), ("junk.png", bytes(range(256)))], {})
-    assert results[0].error is None and results[1].error and results[2].error
+    assert results[0].error is None
+    assert results[1].error
+    assert results[2].error

@@ -1,0 +1,57 @@
+"""What every page draws first: page settings, this session's state, and the sidebar
+with the data, the model and live training status."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import state
+from app.widgets import describe_data, progress_text
+
+
+def page_frame(page_file: str) -> None:
+    """Page settings, this session's state, a finished job collected, and the sidebar.
+
+    Every page calls it first, rather than the entry script, so a page that
+    Streamlit runs without the entry script (see ``app/compat.py``) works too.
+    """
+    st.set_page_config(page_title="Cats, dogs & indoor: multi-label CNN", page_icon=":material/pets:", layout="wide")
+    state.init()
+    state.enter_page(page_file)
+    state.collect_finished_job()
+    sidebar()
+
+
+def sidebar() -> None:
+    """Dataset, current model and training status, on every page."""
+    with st.sidebar:
+        st.markdown("**Dataset**")
+        st.caption(describe_data(state.data_config()))
+        st.markdown("**Model**")
+        run = state.active_run()
+        st.caption(f"{run.title} ({state.RUN_KINDS[run.source]})" if run else "None yet: train one or load a bundle.")
+        st.markdown("**Training**")
+        if state.job() is not None:
+            _sidebar_training()
+        else:
+            st.caption("No training running.")
+
+
+def live_job():
+    """This session's job and a snapshot of its status, or ``None``; a finished job
+    triggers the full rerun that collects its run for every page."""
+    job = state.job()
+    if job is None:
+        return None
+    status = job.status()
+    if status.done:
+        st.rerun()
+    return job, status
+
+
+@st.fragment(run_every=2)
+def _sidebar_training() -> None:
+    if (live := live_job()) is None:
+        return
+    status = live[1]
+    st.progress(status.fraction, text=progress_text(status))
