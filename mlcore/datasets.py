@@ -317,19 +317,27 @@ def resolve_real_dataset(data_dir: Path | str | None = None, *, download: bool =
 DEMO_CLASSES = ("cats", "dogs")
 
 
-def _draw_animal(rng: np.random.Generator, size: int, is_dog: bool) -> np.ndarray:
-    """One synthetic cartoon: cats have pointed upright ears and whiskers, dogs floppy
-    hanging ears, a long muzzle and a tongue. Colours, pose and background vary."""
+def _draw_animal(rng: np.random.Generator, size: int, is_dog: bool | None) -> tuple[np.ndarray, np.ndarray]:
+    """One synthetic cartoon and the mask of where the animal is (head, ears, muzzle, whiskers).
+
+    Cats have pointed upright ears and whiskers, dogs floppy hanging ears, a long
+    muzzle and a tongue. Colours, pose and background vary. ``is_dog=None`` draws
+    the background and its clutter only: a scene with no animal.
+    """
     scale = 2  # draw large, then downsample: smooth edges at any image size
     canvas = size * scale
     background = tuple(int(v) for v in rng.integers(60, 230, 3))
     image = Image.new("RGB", (canvas, canvas), background)
     draw = ImageDraw.Draw(image)
+    mask = Image.new("L", (canvas, canvas), 0)
+    outline = ImageDraw.Draw(mask)
     for _ in range(int(rng.integers(2, 6))):  # clutter so the background carries no signal
         x0, y0 = rng.integers(0, canvas, 2)
         radius = int(rng.integers(canvas // 20, canvas // 6))
         tint = tuple(int(v) for v in rng.integers(40, 250, 3))
         draw.rectangle([x0 - radius, y0 - radius, x0 + radius, y0 + radius], fill=tint)
+    if is_dog is None:
+        return _finish(image, mask, rng, size)
     radius = canvas * rng.uniform(0.2, 0.28)
     cx = canvas * rng.uniform(0.38, 0.62)
     cy = canvas * rng.uniform(0.42, 0.6)
@@ -338,19 +346,21 @@ def _draw_animal(rng: np.random.Generator, size: int, is_dog: bool) -> np.ndarra
     if is_dog:
         for side in (-1, 1):  # floppy ears hanging beside the head
             ex = cx + side * radius * 0.95
-            draw.ellipse([ex - radius * 0.35, cy - radius * 0.6, ex + radius * 0.35, cy + radius * 0.9], fill=dark)
+            ear = [ex - radius * 0.35, cy - radius * 0.6, ex + radius * 0.35, cy + radius * 0.9]
+            draw.ellipse(ear, fill=dark)
+            outline.ellipse(ear, fill=255)
     else:
         for side in (-1, 1):  # pointed ears on top
             base = cx + side * radius * 0.55
-            draw.polygon(
-                [
-                    (base - radius * 0.4, cy - radius * 0.6),
-                    (base + radius * 0.4, cy - radius * 0.6),
-                    (base + side * radius * 0.15, cy - radius * 1.55),
-                ],
-                fill=fur,
-            )
+            ear = [
+                (base - radius * 0.4, cy - radius * 0.6),
+                (base + radius * 0.4, cy - radius * 0.6),
+                (base + side * radius * 0.15, cy - radius * 1.55),
+            ]
+            draw.polygon(ear, fill=fur)
+            outline.polygon(ear, fill=255)
     draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill=fur)
+    outline.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill=255)
     eye = radius * 0.12
     for side in (-1, 1):
         ex, ey = cx + side * radius * 0.38, cy - radius * 0.2
@@ -363,9 +373,9 @@ def _draw_animal(rng: np.random.Generator, size: int, is_dog: bool) -> np.ndarra
         muzzle = (min(255, fur[0] + 50), min(255, fur[1] + 50), min(255, fur[2] + 50))
         draw.ellipse([cx - radius * 0.45, cy + radius * 0.05, cx + radius * 0.45, cy + radius * 0.85], fill=muzzle)
         draw.ellipse([cx - radius * 0.16, cy + radius * 0.1, cx + radius * 0.16, cy + radius * 0.32], fill=(15, 15, 15))
-        draw.ellipse(
-            [cx - radius * 0.12, cy + radius * 0.7, cx + radius * 0.12, cy + radius * 1.05], fill=(220, 60, 90)
-        )
+        tongue = [cx - radius * 0.12, cy + radius * 0.7, cx + radius * 0.12, cy + radius * 1.05]
+        draw.ellipse(tongue, fill=(220, 60, 90))
+        outline.ellipse(tongue, fill=255)
     else:
         draw.polygon(
             [(cx - radius * 0.1, cy + radius * 0.15), (cx + radius * 0.1, cy + radius * 0.15), (cx, cy + radius * 0.3)],
@@ -373,19 +383,43 @@ def _draw_animal(rng: np.random.Generator, size: int, is_dog: bool) -> np.ndarra
         )
         for side in (-1, 1):
             for tilt in (-0.12, 0.0, 0.12):
-                draw.line(
-                    [
-                        (cx + side * radius * 0.2, cy + radius * 0.35),
-                        (cx + side * radius * 1.1, cy + radius * (0.3 + tilt)),
-                    ],
-                    fill=(240, 240, 240),
-                    width=max(1, scale),
-                )
+                whisker = [
+                    (cx + side * radius * 0.2, cy + radius * 0.35),
+                    (cx + side * radius * 1.1, cy + radius * (0.3 + tilt)),
+                ]
+                draw.line(whisker, fill=(240, 240, 240), width=max(1, scale))
+                outline.line(whisker, fill=255, width=4 * scale)
+    return _finish(image, mask, rng, size)
+
+
+def _finish(
+    image: Image.Image, mask: Image.Image, rng: np.random.Generator, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flip half of the drawings, soften, downsample and add noise; the mask follows the picture."""
     if rng.random() < 0.5:
         image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    image = image.filter(ImageFilter.GaussianBlur(scale * 0.5)).resize((size, size), Image.Resampling.BILINEAR)
+        mask = mask.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    image = image.filter(ImageFilter.GaussianBlur(image.width / size * 0.5)).resize(
+        (size, size), Image.Resampling.BILINEAR
+    )
     array = np.asarray(image, dtype=np.int16) + rng.normal(0, 8, (size, size, 3)).astype(np.int16)
-    return np.clip(array, 0, 255).astype(np.uint8)
+    region = np.asarray(mask.resize((size, size), Image.Resampling.BILINEAR)) >= 128
+    return np.clip(array, 0, 255).astype(np.uint8), region
+
+
+def _demo_image(seed: int, index: int, image_size: int) -> tuple[np.ndarray, np.ndarray]:
+    return _draw_animal(np.random.default_rng([seed, index]), image_size, bool(index % 2))
+
+
+def demo_scenes(n_images: int, image_size: int = 128, seed: int = 0) -> np.ndarray:
+    """Backgrounds drawn like :func:`make_demo_set`'s, with no animal: uint8 ``(n, size, size, 3)``."""
+    return np.stack([_draw_animal(np.random.default_rng([seed, i, 1]), image_size, None)[0] for i in range(n_images)])
+
+
+def demo_masks(n_images: int, image_size: int = 128, seed: int = 0) -> np.ndarray:
+    """Where :func:`make_demo_set` drew each animal (head, ears, muzzle): boolean ``(n, size, size)``.
+    The generator knows, so tests can check what an explanation points at."""
+    return np.stack([_demo_image(seed, i, image_size)[1] for i in range(n_images)])
 
 
 def make_demo_set(n_images: int, image_size: int = 128, seed: int = 0) -> ImageSet:
@@ -393,9 +427,7 @@ def make_demo_set(n_images: int, image_size: int = 128, seed: int = 0) -> ImageS
     if n_images < 2:
         raise ValueError(f"n_images must be at least 2, got {n_images}")
     class_index = np.arange(n_images, dtype=np.int32) % 2
-    images = np.stack(
-        [_draw_animal(np.random.default_rng([seed, i]), image_size, bool(class_index[i])) for i in range(n_images)]
-    )
+    images = np.stack([_demo_image(seed, i, image_size)[0] for i in range(n_images)])
     keys = tuple(f"demo-{seed}/{DEMO_CLASSES[c]}/{i:05d}" for i, c in enumerate(class_index))
     return ImageSet(images, class_index, DEMO_CLASSES, keys, synthetic=True, origin="synthetic demo set")
 
