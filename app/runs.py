@@ -31,6 +31,7 @@ class SplitScores:
     y_score: np.ndarray
     sweep: pd.DataFrame
     ranking: pd.DataFrame
+    curves: dict[str, metrics.Curves]  # ROC and precision-recall per label (labels with both classes)
 
     @classmethod
     def compute(cls, y_true: np.ndarray, y_score: np.ndarray, labels: tuple[str, ...]) -> SplitScores:
@@ -39,6 +40,7 @@ class SplitScores:
             y_score=y_score,
             sweep=metrics.threshold_sweep(y_true, y_score, labels=labels),
             ranking=metrics.ranking_scores(y_true, y_score, labels=labels),
+            curves=metrics.label_curves(y_true, y_score, labels=labels),
         )
 
     def __len__(self) -> int:
@@ -166,15 +168,16 @@ def from_bundle(bundle: store.RunBundle, file_name: str) -> Run:
     )
 
 
-def with_evaluation(run: Run, splits: Splits) -> Run:
-    """The same run, scored on ``splits``' validation and test splits (labels and image size must match)."""
+def with_evaluation(run: Run, splits: Splits, data_config: DataConfig) -> Run:
+    """The same run, scored on the validation and test splits of ``data_config`` (loaded as ``splits``;
+    labels and image size must match), which it keeps so pages can show those images."""
     if tuple(splits.label_names) != tuple(run.label_names):
         raise ValueError(f"The model predicts {list(run.label_names)} but the data has {list(splits.label_names)}.")
     if int(splits.test.images.shape[1]) != run.image_size:
         raise ValueError(
             f"The model takes {run.image_size} px images but the data has {splits.test.images.shape[1]} px."
         )
-    return dataclasses.replace(run, evaluation=score_splits(run.model, splits))
+    return dataclasses.replace(run, evaluation=score_splits(run.model, splits), data_config=data_config)
 
 
 def test_metrics(evaluation: Evaluation, thresholds: dict[str, float], labels: tuple[str, ...]) -> dict:

@@ -13,7 +13,8 @@ so tests can read an AppTest session through the same accessors the pages use.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
+from typing import Any
 
 import streamlit as st
 
@@ -33,11 +34,15 @@ GLOBAL_THRESHOLD = "mlapp.global_threshold"  # {run id: last value of the global
 THRESHOLD_ORIGINS = "mlapp.threshold_origins"  # {run id: {label: metrics.threshold_origin(...)}}
 EVAL_SPLIT = "mlapp.eval_split"  # which split the Evaluate page scores: "test" or "validation"
 EVAL_NOTICE = "mlapp.eval_notice"  # a message from a threshold button, shown once
+GALLERY = "mlapp.gallery"  # the error gallery's label, confusion cell and page
+FIGURES = "mlapp.figures"  # {(run id, split, kind, label): a figure built once, its marks moved per rerun}
 BUNDLE_ID = "mlapp.bundle_upload_id"
 WIDGET_REVISIONS = "mlapp.widget_revisions"  # {widget group: revision}
 PAGE = "mlapp.page"  # the page shown last, and how many page visits so far
 
 PREDICTIONS = "mlapp.predictions"  # {(run id, file digest): uploads.Scored}
+EXPLANATIONS = "mlapp.explanations"  # {(run id, file digest, label): Grad-CAM card JPEG}
+MAX_EXPLANATIONS = 48
 RUN_KINDS = {"trained": "trained in this session", "bundle": "loaded from a bundle"}
 
 
@@ -78,7 +83,10 @@ def init() -> None:
         THRESHOLD_ORIGINS: {},
         EVAL_SPLIT: "test",
         EVAL_NOTICE: None,
+        GALLERY: {"label": None, "cell": "FP", "page": 1},
+        FIGURES: {},
         BUNDLE_ID: None,
+        EXPLANATIONS: {},
         PREDICTIONS: {},
         WIDGET_REVISIONS: {},
         PAGE: ("", 0),
@@ -145,8 +153,8 @@ def data_notice() -> str | None:
 # --- training ---------------------------------------------------------------------------
 
 
-def train_config() -> TrainConfig:
-    return st.session_state[TRAIN_CONFIG]
+def train_config(session: Session | None = None) -> TrainConfig:
+    return _state(session)[TRAIN_CONFIG]
 
 
 def job(session: Session | None = None) -> jobs.TrainingJob | None:
@@ -242,13 +250,14 @@ def global_threshold_key(run: runs.Run) -> str:
     return f"w.thr.{run.id}.__all__.v{st.session_state[PAGE][1]}"
 
 
-def seed_slider(key: str, value: float) -> str:
-    """Give a threshold slider its value through Session State when its key is new.
+def seed_widget(key: str, value) -> str:
+    """Give a widget that code also moves its value through Session State when its key is new.
 
     Threshold sliders change from code (the global slider, the F1-best button), so
     their value lives in Session State rather than in ``value=``; their keys carry
     the page-visit count, so a browser that remounts them after a page switch meets
-    new widgets seeded with the current value, never a stale declared default.
+    new widgets seeded with the current value, never a stale declared default. The
+    error gallery's choices (moved by clicks on a confusion heatmap) work the same way.
     """
     if key not in st.session_state:
         st.session_state[key] = value
@@ -307,6 +316,37 @@ def set_eval_split(name: str) -> None:
     st.session_state[EVAL_SPLIT] = name
 
 
+def gallery(session: Session | None = None) -> dict:
+    """The error gallery's choice: ``{"label", "cell", "page"}`` (label ``None``: the first one)."""
+    return dict(_state(session)[GALLERY])
+
+
+def set_gallery(**changes) -> None:
+    """Change the gallery's label, cell or page, and move their widgets (safe inside callbacks)."""
+    chosen = {**gallery(), **changes}
+    if "label" in changes or "cell" in changes:
+        chosen["page"] = changes.get("page", 1)
+    st.session_state[GALLERY] = chosen
+    for name in ("label", "cell", "page"):
+        if chosen[name] is not None:
+            move_widget(widget_key("gallery", name), chosen[name])
+
+
+def figure(key: tuple, build: Callable[[], Any]) -> Any:
+    """This session's figure for ``key`` (whose first item is a run id), built once.
+
+    Figures of other runs are dropped when a new run's figure is built. The caller
+    moves the figure's marks before drawing it; Streamlit serialises a figure when it
+    is drawn, so changing it afterwards never changes what was sent.
+    """
+    cache = st.session_state[FIGURES]
+    if key not in cache:
+        for stale in [old for old in cache if old[0] != key[0]]:
+            del cache[stale]
+        cache[key] = build()
+    return cache[key]
+
+
 def post_eval_notice(kind: str, text: str) -> None:
     st.session_state[EVAL_NOTICE] = (kind, text)
 
@@ -332,6 +372,21 @@ def load_bundle(upload_id: str, data: bytes, file_name: str) -> tuple[runs.Run, 
 def prediction_cache(session: Session | None = None) -> dict:
     """This session's scored uploads, ``{(run id, content digest): uploads.Scored}``."""
     return _state(session)[PREDICTIONS]
+
+
+def explanations(session: Session | None = None) -> dict:
+    """This session's Grad-CAM card pictures, ``{(run id, file digest, label): JPEG}``."""
+    return _state(session)[EXPLANATIONS]
+
+
+def explanation(key: tuple, build: Callable[[], bytes]) -> bytes:
+    """A Grad-CAM card picture for ``(run id, file digest, label)``, made once; the oldest go first."""
+    cache = st.session_state[EXPLANATIONS]
+    if key not in cache:
+        cache[key] = build()
+        while len(cache) > MAX_EXPLANATIONS:
+            del cache[next(iter(cache))]
+    return cache[key]
 
 
 def replace_run(old: runs.Run, new: runs.Run) -> None:

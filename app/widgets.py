@@ -8,6 +8,11 @@ from mlcore.config import DataConfig
 
 REAL_TRAIN_IMAGES = 2000
 NUMBER = st.column_config.NumberColumn
+EXCLUSIVE_NOTE = (
+    "Grad-CAM colours the places whose features raised this label's score. Where two labels exclude each other "
+    "(every image here is a cat or a dog), a network may learn one as the absence of the other; its heatmap for "
+    "that label then has little to point at."
+)
 
 
 def describe_data(config: DataConfig) -> str:

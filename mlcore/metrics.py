@@ -7,6 +7,8 @@ prints. Everything here is cheap enough to rerun on every threshold change.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
@@ -165,6 +167,81 @@ def best_thresholds(
     sweep = threshold_sweep(y_true, y_score, thresholds=thresholds, labels=labels)
     best = sweep.loc[sweep.groupby("label", sort=False)["f1"].idxmax()]
     return {row.label: float(row.threshold) for row in best.itertuples()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Curves:
+    """One label's threshold-free curves (sklearn's ``roc_curve`` and ``precision_recall_curve``)."""
+
+    fpr: np.ndarray
+    tpr: np.ndarray
+    precision: np.ndarray
+    recall: np.ndarray
+    roc_auc: float
+    average_precision: float
+
+
+def label_curves(y_true: np.ndarray, y_score: np.ndarray, *, labels: tuple[str, ...] = LABELS) -> dict[str, Curves]:
+    """ROC and precision-recall curves per label; labels with one class in ``y_true`` are left out."""
+    y_true, y_score = _check_scores(y_true, y_score)
+    curves = {}
+    for index, label in enumerate(labels):
+        column, scores = y_true[:, index], y_score[:, index]
+        if column.min() == column.max():
+            continue
+        fpr, tpr, _ = skm.roc_curve(column, scores)
+        precision, recall, _ = skm.precision_recall_curve(column, scores)
+        curves[label] = Curves(
+            fpr,
+            tpr,
+            precision,
+            recall,
+            float(skm.roc_auc_score(column, scores)),
+            float(skm.average_precision_score(column, scores)),
+        )
+    return curves
+
+
+def operating_point(y_true: np.ndarray, y_score: np.ndarray, *, threshold: float) -> dict[str, float]:
+    """Where one label's threshold puts it: counts, TPR (recall), FPR and precision (NaN with no positives called)."""
+    column, scores = np.asarray(y_true).astype(int).ravel(), np.asarray(y_score, dtype=np.float64).ravel()
+    predicted = scores >= threshold
+    tp, fp = int((predicted & (column == 1)).sum()), int((predicted & (column == 0)).sum())
+    fn, tn = int((~predicted & (column == 1)).sum()), int((~predicted & (column == 0)).sum())
+    return {
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+        "tpr": tp / (tp + fn) if tp + fn else float("nan"),
+        "fpr": fp / (fp + tn) if fp + tn else float("nan"),
+        "precision": tp / (tp + fp) if tp + fp else float("nan"),
+    }
+
+
+CELLS = ("TP", "FP", "FN", "TN")
+
+
+def confusion_cell(y_true: np.ndarray, y_score: np.ndarray, *, threshold: float, cell: str) -> np.ndarray:
+    """Indices of one label's examples in a confusion cell, the most confident first.
+
+    FP and TP: highest score first; FN and TN: lowest score first. For the two error
+    cells that puts the most confident mistakes on top.
+    """
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+    column, scores = np.asarray(y_true).astype(int).ravel(), np.asarray(y_score, dtype=np.float64).ravel()
+    predicted = scores >= threshold
+    actual = column == 1
+    member = {
+        "TP": predicted & actual,
+        "FP": predicted & ~actual,
+        "FN": ~predicted & actual,
+        "TN": ~predicted & ~actual,
+    }
+    chosen = np.flatnonzero(member[cell])
+    order = np.argsort(-scores[chosen] if cell in ("TP", "FP") else scores[chosen], kind="stable")
+    return chosen[order]
 
 
 THRESHOLD_RULES = ("f1", "precision", "recall")

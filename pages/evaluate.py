@@ -14,7 +14,7 @@ if run is None:
 elif run.evaluation is None:
     view.score_loaded_run(run)
 else:
-    labels, evaluation = run.label_names, run.evaluation
+    evaluation = run.evaluation
     st.caption(
         f"{run.title}. Every number below is recomputed from the stored probabilities of the validation "
         "and test splits: moving a slider never calls the model."
@@ -24,11 +24,4 @@ else:
     split = view.split_picker(evaluation)
     thresholds = view.threshold_controls(run)
     view.provenance(run, split)
-    scores = evaluation.split(split)
-    view.summary_metrics(scores, thresholds, labels)
-    st.subheader("Classification report")
-    view.report_table(scores, thresholds, labels)
-    st.subheader("Confusion matrices")
-    view.confusion_grid(scores, thresholds, labels)
-    st.subheader("Precision, recall and F1 against the threshold")
-    view.sweep_grid(evaluation, split, thresholds, labels)
+    view.threshold_panels(run, split, thresholds)

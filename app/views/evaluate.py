@@ -4,19 +4,24 @@ which split chose them and which is scored, and every metric at those thresholds
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import pandas as pd
 import streamlit as st
 
 from app import loaders, runs, state
-from app.widgets import NUMBER, describe_data
+from app.widgets import EXCLUSIVE_NOTE, NUMBER, describe_data
 from mlcore import datasets, metrics, plots
+from mlcore.config import RANDOM_LABEL
 
 SPLIT_LABELS = {
     "test": "Test split (held out: the honest estimate)",
     "validation": "Validation split (where thresholds are tuned)",
 }
 RULE_LABELS = {"precision": "Precision at least", "recall": "Recall at least"}
+CELL_WORDS = {"TP": "true positives", "FP": "false positives", "FN": "false negatives", "TN": "true negatives"}
+GALLERY_PER_ROW = 4
+GALLERY_PER_PAGE = 8
 
 
 def _threshold_changed(run: runs.Run, label: str) -> None:
@@ -83,7 +88,7 @@ def threshold_controls(run: runs.Run) -> dict[str, float]:
         step=0.01,
         on_change=_global_changed,
         args=(run,),
-        key=state.seed_slider(state.global_threshold_key(run), state.global_threshold(run)),
+        key=state.seed_widget(state.global_threshold_key(run), state.global_threshold(run)),
     )
     for column, label in zip(st.columns(len(run.label_names)), run.label_names, strict=True):
         column.slider(
@@ -93,7 +98,7 @@ def threshold_controls(run: runs.Run) -> dict[str, float]:
             step=0.01,
             on_change=_threshold_changed,
             args=(run, label),
-            key=state.seed_slider(state.threshold_key(run, label), current[label]),
+            key=state.seed_widget(state.threshold_key(run, label), current[label]),
         )
     automatic_thresholds(run)
     if notice := state.pop_eval_notice():
@@ -217,18 +222,207 @@ def report_table(scores: runs.SplitScores, thresholds: dict[str, float], labels:
     )
 
 
-def confusion_grid(scores: runs.SplitScores, thresholds: dict[str, float], labels: tuple[str, ...]) -> None:
+def _cell_clicked(label: str) -> None:
+    """A click on a confusion heatmap's cell opens that cell in the error gallery."""
+    chosen = state.widget_value(state.element_key("chart", "confusion", label)) or {}
+    for point in chosen.get("selection", {}).get("points", []):
+        cell = point.get("customdata")
+        cell = cell[0] if isinstance(cell, list) and cell else cell
+        if cell in metrics.CELLS:
+            state.set_gallery(label=label, cell=cell)
+            return
+
+
+def confusion_grid(run: runs.Run, split: str, thresholds: dict[str, float]) -> None:
+    """One heatmap per label; clicking a cell shows its images in the error gallery below."""
+    scores, labels = run.evaluation.split(split), run.label_names
     matrices = metrics.confusion_matrices(scores.y_true, scores.y_score, threshold=thresholds, labels=labels)
     for column, label, matrix in zip(st.columns(len(labels)), labels, matrices, strict=True):
-        column.plotly_chart(plots.confusion_heatmap(matrix, label), key=state.element_key("chart", "confusion", label))
+        figure = state.figure(
+            (run.id, split, "confusion", label), lambda m=matrix, n=label: plots.confusion_heatmap(m, n, clickable=True)
+        )
+        column.plotly_chart(
+            plots.update_confusion(figure, matrix),
+            key=state.element_key("chart", "confusion", label),
+            on_select=functools.partial(_cell_clicked, label),
+            selection_mode="points",
+        )
+    st.caption("Click a cell to see its images in the error gallery.")
 
 
-def sweep_grid(evaluation: runs.Evaluation, split: str, thresholds: dict[str, float], labels: tuple[str, ...]) -> None:
+def _separation(scores: runs.SplitScores, label: str) -> str:
+    """One line on what a label's two score distributions say."""
+    auc = scores.ranking.loc[label, "roc_auc"]
+    if pd.isna(auc):
+        return f"This split has only one class for {label}: there is nothing to separate."
+    if 0.4 <= auc <= 0.6:
+        why = " It is random by design: no image shows it." if label == RANDOM_LABEL else ""
+        return (
+            f"The two groups lie on top of each other (ROC-AUC {auc:.2f}): no threshold separates them, "
+            f"so the network has not learned {label}.{why}"
+        )
+    return (
+        f"Images with {label} score {'higher' if auc > 0.5 else 'lower'} than those without (ROC-AUC {auc:.2f}); "
+        "the dashed line is the threshold."
+    )
+
+
+def distributions_grid(run: runs.Run, split: str, thresholds: dict[str, float]) -> None:
+    """Per label, the scores of images with and without it, and the threshold between them."""
+    scores, labels = run.evaluation.split(split), run.label_names
+    for column, (index, label) in zip(st.columns(len(labels)), enumerate(labels), strict=True):
+        figure = state.figure(
+            (run.id, split, "distribution", label),
+            lambda i=index, n=label: plots.score_distribution_figure(
+                scores.y_true[:, i], scores.y_score[:, i], n, threshold=thresholds[n]
+            ),
+        )
+        figure = plots.move_threshold(figure, thresholds[label])
+        column.plotly_chart(figure, key=state.element_key("chart", "distribution", label))
+        column.caption(_separation(scores, label))
+
+
+def curves_grid(run: runs.Run, split: str, thresholds: dict[str, float]) -> None:
+    """Per label, the ROC and precision-recall curves with the current operating point on each."""
+    scores, labels = run.evaluation.split(split), run.label_names
+    for kind in ("roc", "pr"):
+        for column, (index, label) in zip(st.columns(len(labels)), enumerate(labels), strict=True):
+            curves = scores.curves.get(label)
+            if curves is None:
+                column.caption(f"{label}: one class only in this split, so no curve.")
+                continue
+            point = metrics.operating_point(
+                scores.y_true[:, index], scores.y_score[:, index], threshold=thresholds[label]
+            )
+            xy = (point["fpr"], point["tpr"]) if kind == "roc" else (point["tpr"], point["precision"])
+            figure = state.figure(
+                (run.id, split, kind, label), lambda k=kind, c=curves, n=label, p=xy: _curve(k, c, n, p)
+            )
+            figure = plots.move_operating_point(figure, xy, threshold=thresholds[label])
+            column.plotly_chart(figure, key=state.element_key("chart", kind, label))
+
+
+def _curve(kind: str, curves: metrics.Curves, label: str, point: tuple[float, float]):
+    x, y, area = {
+        "roc": (curves.fpr, curves.tpr, curves.roc_auc),
+        "pr": (curves.recall, curves.precision, curves.average_precision),
+    }[kind]
+    return plots.curve_figure(kind, x, y, area, label, point=point, threshold=0.5)
+
+
+def _gallery_images(run: runs.Run, split: str):
+    """The scored split's images and targets, from the same cached data the run was scored on."""
+    if run.data_config is None:
+        return None
+    try:
+        splits = loaders.load_splits(run.data_config)
+    except (datasets.DatasetUnavailable, ValueError, OSError):
+        return None
+    part = splits.validation if split == "validation" else splits.test
+    return part if len(part) == len(run.evaluation.split(split)) else None
+
+
+def error_gallery(run: runs.Run, split: str, thresholds: dict[str, float]) -> None:
+    """Per label, the images in one confusion cell, most confident mistakes first, a page at a time."""
+    scores, labels = run.evaluation.split(split), run.label_names
+    part = _gallery_images(run, split)
+    if part is None:
+        st.info("The images this run was scored on are not loaded here, so the gallery cannot show them.")
+        return
+    chosen = state.gallery()
+    chosen["cell"] = chosen["cell"] if chosen["cell"] in metrics.CELLS else "FP"
+    label = chosen["label"] if chosen["label"] in labels else labels[0]
+    index = labels.index(label)
+    column, score = scores.y_true[:, index], scores.y_score[:, index]
+    counts = {
+        cell: len(metrics.confusion_cell(column, score, threshold=thresholds[label], cell=cell))
+        for cell in metrics.CELLS
+    }
+    left, right = st.columns([2, 3])
+    left.radio(
+        "Label",
+        labels,
+        horizontal=True,
+        on_change=_gallery_changed,
+        args=("label",),
+        key=state.seed_widget(state.widget_key("gallery", "label"), label),
+    )
+    right.radio(
+        "Cell",
+        metrics.CELLS,
+        horizontal=True,
+        on_change=_gallery_changed,
+        args=("cell",),
+        # Static option labels: a label that changed with the threshold would change the widget's options.
+        format_func=lambda cell: f"{cell}: {CELL_WORDS[cell]}",
+        key=state.seed_widget(state.widget_key("gallery", "cell"), chosen["cell"]),
+    )
+    st.caption(
+        f"At threshold {thresholds[label]:.2f} for {label}: "
+        + " · ".join(f"{cell} {counts[cell]:,}" for cell in metrics.CELLS)
+    )
+    members = metrics.confusion_cell(column, score, threshold=thresholds[label], cell=chosen["cell"])
+    if not len(members):
+        st.caption(f"No {CELL_WORDS[chosen['cell']]} for {label} at threshold {thresholds[label]:.2f}.")
+        return
+    pages = -(-len(members) // GALLERY_PER_PAGE)
+    page = min(chosen["page"], pages)  # a threshold move can shrink the cell
+    page_key = state.widget_key("gallery", "page")
+    state.move_widget(page_key, page)
+    left, right = st.columns([1, 3], vertical_alignment="bottom")
+    left.number_input(
+        f"Page (of {pages:,})",
+        min_value=1,
+        max_value=pages,
+        step=1,
+        on_change=_gallery_changed,
+        args=("page",),
+        key=page_key,
+    )
+    explain_them = right.toggle(
+        f"Grad-CAM: where the network found evidence for {label}",
+        key=state.widget_key("gallery", "cam"),
+        help="Computed for the images on this page only, when switched on. " + EXCLUSIVE_NOTE,
+    )
+    shown = members[(page - 1) * GALLERY_PER_PAGE : page * GALLERY_PER_PAGE]
+    pictures = part.images[shown]
+    if explain_them:
+        from mlcore import explain  # deferred: importing TensorFlow costs seconds
+
+        heat = explain.gradcam(run.model, pictures, index)
+        pictures = [explain.overlay(picture, cam) for picture, cam in zip(pictures, heat, strict=True)]
+    captions = [f"p({label}) = {score[i]:.2f} · true: {loaders.tags(scores.y_true[i], labels)}" for i in shown]
+    st.caption(
+        f"{len(members):,} {CELL_WORDS[chosen['cell']]} for {label} on the {split} split, "
+        f"{'most confident first' if chosen['cell'] in ('TP', 'FP') else 'lowest score first'}."
+    )
+    for start in range(0, len(shown), GALLERY_PER_ROW):
+        row = zip(
+            st.columns(GALLERY_PER_ROW),
+            pictures[start : start + GALLERY_PER_ROW],
+            captions[start : start + GALLERY_PER_ROW],
+            strict=False,
+        )
+        for column, picture, caption in row:
+            column.image(picture, caption=caption, width="stretch")
+
+
+def _gallery_changed(name: str) -> None:
+    state.set_gallery(**{name: state.widget_value(state.widget_key("gallery", name))})
+
+
+def sweep_grid(run: runs.Run, split: str, thresholds: dict[str, float]) -> None:
     """Precision, recall and F1 against the threshold on the scored split, the validation F1-best marked."""
+    evaluation, labels = run.evaluation, run.label_names
     sweep, best = evaluation.split(split).sweep, evaluation.best_thresholds
     for column, label in zip(st.columns(len(labels)), labels, strict=True):
-        figure = plots.threshold_sweep_figure(sweep, label, threshold=thresholds[label], best=best.get(label))
-        column.plotly_chart(figure, key=state.element_key("chart", "sweep", label))
+        figure = state.figure(
+            (run.id, split, "sweep", label),
+            lambda n=label: plots.threshold_sweep_figure(sweep, n, threshold=thresholds[n], best=best.get(n)),
+        )
+        column.plotly_chart(
+            plots.move_threshold(figure, thresholds[label]), key=state.element_key("chart", "sweep", label)
+        )
 
 
 def score_loaded_run(run: runs.Run) -> None:
@@ -245,8 +439,25 @@ def score_loaded_run(run: runs.Run) -> None:
     ):
         try:
             with st.spinner("Predicting the validation and test splits once…"):
-                state.replace_run(run, runs.with_evaluation(run, loaders.load_splits(config)))
+                state.replace_run(run, runs.with_evaluation(run, loaders.load_splits(config), config))
         except (datasets.DatasetUnavailable, ValueError, OSError) as error:
             st.error(str(error))
         else:
             st.rerun()
+
+
+def threshold_panels(run: runs.Run, split: str, thresholds: dict[str, float]) -> None:
+    """Everything drawn at the current thresholds for the scored split, section by section."""
+    scores, labels = run.evaluation.split(split), run.label_names
+    summary_metrics(scores, thresholds, labels)
+    sections = {
+        "Classification report": lambda: report_table(scores, thresholds, labels),
+        "Confusion matrices": lambda: confusion_grid(run, split, thresholds),
+        "Error gallery": lambda: error_gallery(run, split, thresholds),
+        "Score distributions": lambda: distributions_grid(run, split, thresholds),
+        "ROC and precision-recall curves": lambda: curves_grid(run, split, thresholds),
+        "Precision, recall and F1 against the threshold": lambda: sweep_grid(run, split, thresholds),
+    }
+    for title, draw in sections.items():
+        st.subheader(title)
+        draw()

@@ -115,6 +115,13 @@ class Ui:
         return np.asarray(value, dtype=float)
 
     @staticmethod
+    def threshold_mark(figure: dict) -> float:
+        """Where a figure's current-threshold line stands."""
+        line = next(trace for trace in figure["data"] if trace.get("meta") == "threshold")
+        assert line["x"][0] == line["x"][1]
+        return line["x"][0]
+
+    @staticmethod
     def figure_titled(at: AppTest, title: str) -> dict:
         for figure in Ui.plotly_figures(at):
             if (figure.get("layout", {}).get("title") or {}).get("text") == title:

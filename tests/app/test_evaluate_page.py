@@ -137,8 +137,8 @@ def test_f1_best_is_chosen_on_the_validation_split_and_judged_on_the_test_split(
     assert len(sweeps) == len(labels)
     test_sweep = metrics.threshold_sweep(scores[0], scores[1], labels=labels)
     for figure, label in zip(sweeps, labels, strict=True):
-        current, marked_best = (shape["x0"] for shape in figure["layout"]["shapes"])
-        assert current == pytest.approx(best[label])
+        [marked_best] = (shape["x0"] for shape in figure["layout"]["shapes"])
+        assert ui.threshold_mark(figure) == pytest.approx(best[label])
         assert marked_best == pytest.approx(best[label])
         rows = test_sweep[test_sweep.label == label]
         assert ui.array(figure["data"][2]["y"]) == pytest.approx(rows["f1"].to_numpy()), "the test split's curve"
@@ -215,3 +215,90 @@ def test_moving_thresholds_never_calls_the_model(evaluate, monkeypatch, ui):
         assert not at.exception
     at.button(key=ui.key(at, "eval", "best")).click().run()
     assert not at.exception
+
+
+def global_slider(at):
+    return at.slider(key=next(s.key for s in at.slider if s.label.startswith("Global")))
+
+
+def test_score_distributions_are_histograms_of_the_test_scores_split_by_the_label(evaluate, scores, ui):
+    at = evaluate
+    y_true, y_score, labels = scores
+    global_slider(at).set_value(0.4).run()
+    bins = np.linspace(0, 1, 21)
+    for index, label in enumerate(labels):
+        figure = next(
+            f
+            for f in ui.plotly_figures(at)
+            if f["layout"].get("barmode") == "overlay" and f["layout"]["title"]["text"] == label
+        )
+        has = y_true[:, index] == 1
+        assert ui.array(figure["data"][0]["y"]).tolist() == np.histogram(y_score[has, index], bins)[0].tolist()
+        assert ui.array(figure["data"][1]["y"]).tolist() == np.histogram(y_score[~has, index], bins)[0].tolist()
+        assert ui.threshold_mark(figure) == pytest.approx(0.4)
+    from sklearn.metrics import roc_auc_score
+
+    indoor_auc = roc_auc_score(y_true[:, 2], y_score[:, 2])
+    said = [caption.value for caption in at.caption if "ROC-AUC" in caption.value]
+    expected = "lie on top of each other" if 0.4 <= indoor_auc <= 0.6 else "than those without"
+    assert any(f"ROC-AUC {indoor_auc:.2f}" in line and expected in line for line in said)
+
+
+def test_roc_and_pr_curves_are_sklearns_and_the_operating_point_follows_the_threshold(evaluate, scores, ui):
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+    at = evaluate
+    y_true, y_score, labels = scores
+    for threshold in (0.3, 0.6):
+        global_slider(at).set_value(threshold).run()
+        for index, label in enumerate(labels):
+            column, score = y_true[:, index], y_score[:, index]
+            roc = ui.figure_titled(at, f"{label}: ROC")
+            fpr, tpr, _ = roc_curve(column, score)
+            assert ui.array(roc["data"][0]["x"]) == pytest.approx(fpr)
+            assert ui.array(roc["data"][0]["y"]) == pytest.approx(tpr)
+            assert f"AUC {roc_auc_score(column, score):.3f}" in roc["data"][0]["name"]
+            (tn, fp), (fn, tp) = metrics.confusion_matrices(y_true, y_score, threshold=threshold, labels=labels)[index]
+            point = roc["data"][-1]
+            assert (point["x"][0], point["y"][0]) == pytest.approx((fp / (fp + tn), tp / (tp + fn)))
+            assert point["name"] == f"threshold {threshold:.2f}"
+            pr = ui.figure_titled(at, f"{label}: precision-recall")
+            precision, recall, _ = precision_recall_curve(column, score)
+            assert ui.array(pr["data"][0]["x"]) == pytest.approx(recall)
+            assert f"AP {average_precision_score(column, score):.3f}" in pr["data"][0]["name"]
+            if tp + fp:
+                assert (pr["data"][-1]["x"][0], pr["data"][-1]["y"][0]) == pytest.approx(
+                    (tp / (tp + fn), tp / (tp + fp))
+                )
+
+
+def test_the_error_gallery_shows_a_cells_images_most_confident_first_and_follows_the_threshold(
+    evaluate, scores, trained_app, ui
+):
+    at = evaluate
+    y_true, y_score, labels = scores
+    at.radio(key=ui.key(at, "gallery", "label")).set_value("dog").run()
+    for threshold in (0.5, 0.2):
+        global_slider(at).set_value(threshold).run()
+        for cell in ("FP", "TN", "TP", "FN"):
+            at.radio(key=ui.key(at, "gallery", "cell")).set_value(cell).run()
+            assert not at.exception
+            expected = metrics.confusion_cell(y_true[:, 0], y_score[:, 0], threshold=threshold, cell=cell)
+            captions = [c for image in at.image for c in image.captions if c.startswith("p(dog)")]
+            assert len(captions) == min(8, len(expected)), (cell, threshold)
+            shown = [float(c.split("=")[1].split("·")[0]) for c in captions]
+            assert shown == pytest.approx([round(y_score[i, 0], 2) for i in expected[:8]], abs=0.006)
+            assert shown == sorted(shown, reverse=cell in ("TP", "FP"))
+    at.radio(key=ui.key(at, "gallery", "cell")).set_value("TP").run()
+
+    def pictures():
+        return [(image.value, image.captions) for image in at.image if image.captions[0].startswith("p(dog)")]
+
+    plain = pictures()
+    at.toggle(key=ui.key(at, "gallery", "cam")).set_value(True).run()
+    assert not at.exception
+    overlaid = pictures()
+    assert [captions for _, captions in overlaid] == [captions for _, captions in plain]
+    assert all(after != before for (after, _), (before, _) in zip(overlaid, plain, strict=True)), "new pictures"
+    at.toggle(key=ui.key(at, "gallery", "cam")).set_value(False).run()
+    assert pictures() == plain

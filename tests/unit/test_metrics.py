@@ -194,3 +194,40 @@ def test_evaluation_summary_is_plain_json():
 )
 def test_threshold_origins_in_words_never_raise(origin, words):
     assert metrics.describe_origin(origin) == words
+
+
+def test_curves_are_sklearns_and_single_class_labels_have_none():
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_curve
+
+    curves = metrics.label_curves(Y_TRUE, Y_SCORE, labels=LABELS)
+    fpr, tpr, _ = roc_curve(Y_TRUE[:, 2], Y_SCORE[:, 2])
+    np.testing.assert_allclose(curves["indoor"].fpr, fpr)
+    np.testing.assert_allclose(curves["indoor"].tpr, tpr)
+    precision, recall, _ = precision_recall_curve(Y_TRUE[:, 1], Y_SCORE[:, 1])
+    np.testing.assert_allclose(curves["cat"].precision, precision)
+    np.testing.assert_allclose(curves["cat"].recall, recall)
+    assert curves["dog"].roc_auc == pytest.approx(1.0)
+    assert curves["indoor"].average_precision == pytest.approx(average_precision_score(Y_TRUE[:, 2], Y_SCORE[:, 2]))
+    one_class = Y_TRUE.copy()
+    one_class[:, 0] = 1
+    assert "dog" not in metrics.label_curves(one_class, Y_SCORE, labels=LABELS)
+
+
+def test_the_operating_point_is_the_confusion_matrix_at_the_threshold():
+    # indoor at 0.35: scores 0.6+ 0.3- 0.1- 0.4+ -> TP 2, FP 0, FN 0, TN 2.
+    point = metrics.operating_point(Y_TRUE[:, 2], Y_SCORE[:, 2], threshold=0.35)
+    assert point == {"tp": 2, "fp": 0, "fn": 0, "tn": 2, "tpr": 1.0, "fpr": 0.0, "precision": 1.0}
+    nothing = metrics.operating_point(Y_TRUE[:, 2], Y_SCORE[:, 2], threshold=0.99)
+    assert nothing["tpr"] == 0.0
+    assert np.isnan(nothing["precision"])
+
+
+def test_a_confusion_cell_lists_its_examples_most_confident_first():
+    y_true = np.array([1, 0, 0, 1, 0, 1, 0])
+    y_score = np.array([0.9, 0.8, 0.6, 0.2, 0.1, 0.4, 0.55])
+    assert metrics.confusion_cell(y_true, y_score, threshold=0.5, cell="FP").tolist() == [1, 2, 6]  # 0.8, 0.6, 0.55
+    assert metrics.confusion_cell(y_true, y_score, threshold=0.5, cell="FN").tolist() == [3, 5]  # 0.2, then 0.4
+    assert metrics.confusion_cell(y_true, y_score, threshold=0.5, cell="TP").tolist() == [0]
+    assert metrics.confusion_cell(y_true, y_score, threshold=0.5, cell="TN").tolist() == [4]
+    with pytest.raises(ValueError, match="cell"):
+        metrics.confusion_cell(y_true, y_score, threshold=0.5, cell="XX")
