@@ -36,17 +36,18 @@ class Scored:
     """One uploaded file: a thumbnail and probabilities, or the reason it was refused."""
 
     name: str
-    thumbnail: bytes | None = None  # JPEG, at most THUMBNAIL_PIXELS on its longer side
+    thumbnail: bytes | None = None  # JPEG, THUMBNAIL_PIXELS square (the picture padded, not cropped)
     size: tuple[int, int] | None = None  # the original picture's width and height
     probabilities: dict[str, float] | None = None
     error: str | None = None
+    digest: str = ""  # SHA-256 of the file's bytes: finds the upload again (for an explanation)
 
     def labels(self, thresholds: dict[str, float]) -> tuple[str, ...]:
         """Labels whose probability reaches their threshold."""
         return tuple(label for label, p in (self.probabilities or {}).items() if p >= thresholds[label])
 
 
-def _content(source: bytes | BinaryIO) -> bytes:
+def content(source: bytes | BinaryIO) -> bytes:
     """The whole content of an upload, however often it is asked for (a Streamlit
     ``UploadedFile`` is a ``BytesIO``; other files are read from their start)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -65,6 +66,21 @@ def thumbnail_jpeg(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     small.save(buffer, format="JPEG", quality=THUMBNAIL_QUALITY)
     return buffer.getvalue()
+
+
+def explanation_jpeg(run: runs.Run, data: bytes, label_index: int) -> bytes:
+    """The upload as a card thumbnail with the Grad-CAM heatmap of one label laid over it.
+
+    The network sees the whole picture squeezed to a square, so its square heatmap
+    stretched back over the picture's own shape is where it looked.
+    """
+    from mlcore import explain  # deferred: importing TensorFlow costs seconds
+
+    image = predict.load_image(data)
+    heat = explain.gradcam(run.model, predict.to_model_input(image, run.image_size), label_index)
+    small = image.copy()
+    small.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
+    return thumbnail_jpeg(Image.fromarray(explain.overlay(small, heat)))
 
 
 def _prepare(name: str, data: bytes, image_size: int) -> tuple[Scored, np.ndarray | None]:
@@ -107,7 +123,7 @@ def score(
         del cache[stale]
     keys, missing, queued = [], [], set()
     for name, source in files:
-        key = (run.id, hashlib.sha256(_content(source)).hexdigest())
+        key = (run.id, hashlib.sha256(content(source)).hexdigest())
         keys.append(key)
         if key not in cache and key not in queued:
             queued.add(key)
@@ -115,7 +131,8 @@ def score(
     batch: list[tuple[tuple, Scored, np.ndarray]] = []
     sources = {key: source for key, (_, source) in zip(keys, files, strict=True)}
     for done, (key, name) in enumerate(missing, 1):
-        scored, pixels = _prepare(name, _content(sources[key]), run.image_size)
+        scored, pixels = _prepare(name, content(sources[key]), run.image_size)
+        scored = dataclasses.replace(scored, digest=key[1])
         if pixels is None:
             cache[key] = scored
         else:

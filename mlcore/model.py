@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 from mlcore.config import ARCHITECTURES
@@ -38,6 +39,25 @@ def _residual_block(x, filters: int, name: str):
 COMPACT_WIDTHS = (64, 128, 256)
 
 
+def augmentation_layers(seed: int | None = None) -> list[layers.Layer]:
+    """The compact network's augmentation: random horizontal flips, shifts of up to 10% and zooms
+    of up to 15% (edges reflected). Active only in training."""
+    return [
+        layers.RandomFlip("horizontal", seed=seed, name="augment_flip"),
+        layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed, name="augment_shift"),
+        layers.RandomZoom(0.15, fill_mode="reflect", seed=seed, name="augment_zoom"),
+    ]
+
+
+def augmented_examples(images: np.ndarray, *, copies: int = 3, seed: int = 0) -> np.ndarray:
+    """Each uint8 image ``copies`` times as augmentation shows it to the network in training:
+    shape ``(n, copies, h, w, 3)``, uint8."""
+    pipeline = keras.Sequential(augmentation_layers(seed))
+    batch = np.asarray(images, dtype=np.float32)
+    views = [np.asarray(pipeline(batch, training=True)) for _ in range(copies)]
+    return np.clip(np.stack(views, axis=1), 0, 255).astype(np.uint8)
+
+
 def build_compact_model(
     input_shape: tuple[int, int, int], num_labels: int, *, augmentation: bool = True
 ) -> keras.Model:
@@ -52,9 +72,8 @@ def build_compact_model(
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     if augmentation:  # active only while training; inference sees the image as is
-        x = layers.RandomFlip("horizontal", name="augment_flip")(x)
-        x = layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", name="augment_shift")(x)
-        x = layers.RandomZoom(0.15, fill_mode="reflect", name="augment_zoom")(x)
+        for layer in augmentation_layers():
+            x = layer(x)
     x = layers.Rescaling(1.0 / 255, name="rescale")(x)
     x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
     x = layers.BatchNormalization(momentum=0.9, name="stem_bn")(x)

@@ -29,5 +29,6 @@ else:
         chosen = uploads.order([r for r in results if uploads.matches(r, shown, thresholds)], order)
         st.subheader("All predictions")
         view.predictions_table(chosen, thresholds, run.label_names, results)
-        view.prediction_grid(chosen, thresholds)
+        by_digest = {result.digest: source for result, (_, source) in zip(results, sources, strict=True)}
+        view.prediction_grid(run, chosen, thresholds, by_digest)
     view.bundle_uploader(expanded=False)

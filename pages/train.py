@@ -12,6 +12,7 @@ st.title("Train")
 st.markdown(f"Training data: {describe_data(state.data_config())} (change it on the Data page)")
 
 config = view.train_form(disabled=state.job() is not None)
+view.augmentation_preview(state.train_config())
 if config is not None:
     try:
         state.start_training(config)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import runs, settings, state, uploads
+from app.widgets import EXCLUSIVE_NOTE
 from mlcore import plots, predict, store
 
 BADGE_COLORS = {"dog": "orange", "cat": "blue", "indoor": "green"}
@@ -155,11 +156,27 @@ def predictions_table(
     )
 
 
-def prediction_grid(results: list[uploads.Scored], thresholds: dict[str, float]) -> None:
-    """Cards, several per row, a page at a time."""
+def explanation_label(labels: tuple[str, ...]) -> str | None:
+    """Which label's Grad-CAM heatmap the cards show, if any."""
+    choice = st.radio(
+        "Grad-CAM on the cards: where the network found evidence for",
+        [None, *labels],
+        horizontal=True,
+        format_func=lambda label: "off" if label is None else label,
+        key=state.widget_key("predict", "cam"),
+        help="Computed for the cards on the page shown, when chosen. " + EXCLUSIVE_NOTE,
+    )
+    return choice
+
+
+def prediction_grid(
+    run: runs.Run, results: list[uploads.Scored], thresholds: dict[str, float], sources: dict[str, uploads.Source]
+) -> None:
+    """Cards, several per row, a page at a time; with a Grad-CAM overlay for the label chosen."""
     cards = [result for result in results if not result.error]
     if not cards:
         return
+    explained = explanation_label(run.label_names)
     pages = -(-len(cards) // CARDS_PER_PAGE)
     page = 1
     if pages > 1:
@@ -175,11 +192,20 @@ def prediction_grid(results: list[uploads.Scored], thresholds: dict[str, float])
         )
     start = (page - 1) * CARDS_PER_PAGE
     for row_start in range(start, min(start + CARDS_PER_PAGE, len(cards)), CARDS_PER_ROW):
-        for column, (index, result) in zip(
-            st.columns(CARDS_PER_ROW), enumerate(cards[row_start : row_start + CARDS_PER_ROW], row_start), strict=False
-        ):
+        row = cards[row_start : row_start + CARDS_PER_ROW]
+        for column, (index, result) in zip(st.columns(CARDS_PER_ROW), enumerate(row, row_start), strict=False):
+            picture = result.thumbnail
+            if explained is not None and result.digest in sources:
+                picture = _explanation(run, result, sources[result.digest], explained)
             with column.container(border=True):
-                prediction_card(index, result, thresholds)
+                prediction_card(index, result, thresholds, picture)
+
+
+def _explanation(run: runs.Run, result: uploads.Scored, source: uploads.Source, label: str) -> bytes:
+    index = run.label_names.index(label)
+    return state.explanation(
+        (run.id, result.digest, label), lambda: uploads.explanation_jpeg(run, uploads.content(source), index)
+    )
 
 
 def badges(labels: tuple[str, ...]) -> str:
@@ -189,8 +215,8 @@ def badges(labels: tuple[str, ...]) -> str:
     return " ".join(f":{BADGE_COLORS.get(label, 'violet')}-badge[{label}]" for label in labels)
 
 
-def prediction_card(index: int, result: uploads.Scored, thresholds: dict[str, float]) -> None:
-    st.image(result.thumbnail, width="stretch")
+def prediction_card(index: int, result: uploads.Scored, thresholds: dict[str, float], picture: bytes) -> None:
+    st.image(picture, width="stretch")
     st.markdown(f"**{result.name}** → {badges(result.labels(thresholds))}")
     st.plotly_chart(
         plots.probability_bars(result.probabilities, thresholds, compact=True),

@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import frame, runs, state
+from app import frame, loaders, runs, state
 from app.widgets import NUMBER, describe_data, progress_text, seconds
 from mlcore import plots
-from mlcore.config import ARCHITECTURES, TrainConfig
+from mlcore.config import ARCHITECTURES, DataConfig, TrainConfig
+from mlcore.datasets import DatasetUnavailable
 
 ARCHITECTURE_LABELS = {"seed": "Seed CNN (the notebook's network)", "compact": "Compact residual CNN (stronger)"}
 BATCH_SIZES = (8, 16, 32, 64, 128)
@@ -78,6 +79,44 @@ def train_form(disabled: bool) -> TrainConfig | None:
     except ValueError as error:
         st.error(f"These settings cannot be used: {error}")
         return None
+
+
+AUGMENTED_IMAGES = 4
+AUGMENTED_COPIES = 3
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _augmented(data_config: DataConfig) -> tuple[np.ndarray, np.ndarray] | None:
+    """A few training images and the views augmentation makes of them (same for every session)."""
+    from mlcore import model  # deferred: importing TensorFlow costs seconds
+
+    try:
+        images = loaders.load_splits(data_config).train.images[:AUGMENTED_IMAGES]
+    except (DatasetUnavailable, ValueError, OSError):
+        return None
+    return np.array(images), model.augmented_examples(images, copies=AUGMENTED_COPIES, seed=data_config.seed)
+
+
+def augmentation_preview(config: TrainConfig) -> None:
+    """When augmentation is on: training images as the compact network sees them in training."""
+    if not config.augmentation:
+        return
+    examples = _augmented(state.data_config())
+    if examples is None:
+        return
+    originals, views = examples
+    with st.expander(
+        "Augmentation: training images as the compact network sees them",
+        expanded=config.architecture == "compact",
+        icon=":material/flip:",
+    ):
+        st.caption(
+            "Each epoch shows every training image flipped, shifted and zoomed at random (left: the image; "
+            "then three draws). The network learns what stays the same. Only the compact network augments; "
+            "predictions always see the image as it is."
+        )
+        for original, drawn in zip(originals, views, strict=True):
+            st.image([original, *drawn], width=110)
 
 
 @st.fragment(run_every=1)

@@ -118,6 +118,25 @@ def test_three_hundred_photos_in_one_upload_give_a_row_each_and_a_paged_grid(tra
     at.file_uploader(key=ui.key(at, "predict", "images")).set_value(None).run()
 
 
+def test_a_card_shows_the_grad_cam_overlay_of_the_chosen_label(trained_app, ui):
+    photo = ui.real_jpeg()
+    at = ui.open_page(trained_app, "predict")
+    at.file_uploader(key=ui.key(at, "predict", "images")).set_value([(photo.name, photo.read_bytes(), "image/jpeg")])
+    at.run()
+    plain = [image.value for image in at.image]
+    assert len(plain) == 1
+    for label in ("dog", "cat"):
+        at.radio(key=ui.key(at, "predict", "cam")).set_value(label).run()
+        assert not at.exception
+        assert [image.value for image in at.image] != plain, f"the {label} overlay replaces the thumbnail"
+        run = state.trained_run(at.session_state)
+        cached = [key for key in state.explanations(at.session_state) if key[0] == run.id and key[2] == label]
+        assert len(cached) == 1
+    at.radio(key=ui.key(at, "predict", "cam")).set_value(None).run()
+    assert [image.value for image in at.image] == plain
+    at.file_uploader(key=ui.key(at, "predict", "images")).set_value(None).run()
+
+
 def test_a_camera_picture_is_predicted_too(trained_app, ui):
     photo = ui.real_jpeg()
     at = ui.open_page(trained_app, "predict")

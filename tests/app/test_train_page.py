@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from app import jobs, state
-from mlcore import datasets, predict
+from mlcore import datasets, model, predict
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -128,3 +128,17 @@ def test_a_failing_job_is_reported_not_raised(ui, monkeypatch):
     assert not at.exception
     assert any("Training failed" in error.value and "out of memory" in error.value for error in at.error)
     assert jobs.LIMITER.active == 0, "a failed job gives its slot back"
+
+
+def test_with_augmentation_on_the_page_shows_training_images_as_the_network_sees_them(trained_app, ui):
+    at = ui.open_page(trained_app, "train")
+    config = state.train_config(at.session_state)
+    assert config.augmentation
+    expander = next(e for e in at.expander if e.label.startswith("Augmentation"))
+    rows = [image for image in expander.image]
+    assert len(rows) == 4
+    assert all(len(row.value) == 4 for row in rows), "each image and three augmented draws"
+    originals = datasets.load_splits(state.data_config(at.session_state)).train.images[:4]
+    views = model.augmented_examples(originals, copies=3, seed=state.data_config(at.session_state).seed)
+    assert views.shape == (4, 3, *originals.shape[1:])
+    assert all(np.abs(views[i].astype(int) - originals[i]).mean() > 1 for i in range(4)), "augmented, not copies"

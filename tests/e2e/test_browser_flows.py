@@ -97,13 +97,47 @@ def test_moving_the_threshold_changes_the_report_and_heatmaps(page):
     _no_errors(page)
 
 
+def _chart(page: Page, title: str):
+    return page.get_by_test_id("stPlotlyChart").filter(has=page.locator(".gtitle", has_text=re.compile(f"^{title}$")))
+
+
+def test_a_click_on_a_confusion_cell_opens_its_images_and_the_gallery_follows_the_threshold(page):
+    _open(page, "Evaluate")
+    heatmap = _chart(page, "dog").first
+    heatmap.scroll_into_view_if_needed()
+    area = heatmap.locator(".nsewdrag").first.bounding_box()
+    # Rows are actual no/yes (top to bottom), columns predicted no/yes: FP is the top-right cell.
+    page.mouse.click(area["x"] + area["width"] * 0.75, area["y"] + area["height"] * 0.25)
+    cell = page.get_by_role("radiogroup", name="Cell")
+    expect(cell.get_by_role("radio", name=re.compile(r"^FP: "))).to_be_checked(timeout=20_000)
+    expect(page.get_by_role("radiogroup", name="Label").get_by_role("radio", name="dog")).to_be_checked()
+    expect(page.get_by_text(re.compile(r"^At threshold 0\.85 for dog: TP \d+ · FP \d+")).first).to_be_visible()
+    roc = _chart(page, "dog: ROC").first
+    expect(roc).to_contain_text("threshold 0.85")
+    slider = page.get_by_role("slider").first
+    slider.focus()
+    for _ in range(45):
+        page.keyboard.press("ArrowLeft")
+    expect(page.get_by_role("slider").first).to_have_value("0.4", timeout=20_000)
+    # The gallery and the operating point follow the new threshold.
+    counts = page.get_by_text(re.compile(r"^At threshold 0\.40 for dog: TP \d+ · FP (\d+)")).first
+    expect(counts).to_be_visible(timeout=20_000)
+    expect(roc).to_contain_text("threshold 0.40", timeout=20_000)
+    false_positives = int(re.search(r"FP (\d+)", counts.inner_text()).group(1))
+    assert false_positives > 0, "a threshold of 0.40 lets some non-dogs through"
+    expect(page.get_by_text(re.compile(r"false positives for dog on the test split")).first).to_be_visible()
+    images = page.get_by_test_id("stImage")
+    expect(images).to_have_count(min(8, false_positives))
+    _no_errors(page)
+
+
 def test_predict_shows_probabilities_and_a_clear_error_for_a_bad_file(page, tmp_path):
     photo = real_data_root() / "cats_and_dogs_filtered" / "validation" / "dogs" / "dog.2001.jpg"
     fake = tmp_path / "holiday.jpg"
     fake.write_text("this is a text file, not a photo")
     _open(page, "Predict")
     # The thresholds tuned on Evaluate came along.
-    expect(page.get_by_text("Thresholds: dog 0.85, cat 0.85, indoor 0.85")).to_be_visible()
+    expect(page.get_by_text("Thresholds: dog 0.40, cat 0.40, indoor 0.40")).to_be_visible()
     page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files([str(photo), str(fake)])
     expect(page.get_by_text(re.compile(r"holiday\.jpg.*Not a supported image")).first).to_be_visible(timeout=60_000)
     card = page.get_by_text(re.compile(r"dog\.2001\.jpg\s*→")).first
@@ -111,6 +145,10 @@ def test_predict_shows_probabilities_and_a_clear_error_for_a_bad_file(page, tmp_
     assert re.search(r"dog|cat|indoor|none of the labels", card.inner_text())
     table = page.get_by_test_id("stDataFrame").last
     expect(table).to_contain_text("dog.2001.jpg")
+    picture = page.get_by_test_id("stImage").first.locator("img")
+    plain = picture.get_attribute("src")
+    page.get_by_role("radiogroup", name=re.compile("Grad-CAM")).get_by_text("dog", exact=True).click()
+    expect(picture).not_to_have_attribute("src", plain, timeout=30_000)  # the overlay replaces the thumbnail
     _no_errors(page)
 
 

@@ -121,3 +121,21 @@ def test_a_file_that_breaks_the_decoder_is_refused_alone(run, photos):
     assert results[0].error is None
     assert results[1].error
     assert results[2].error
+
+
+def test_a_card_explanation_is_the_heatmap_over_the_whole_picture(run, photos):
+    from mlcore import explain
+
+    data = photos[0][1]
+    image = predict.load_image(data)
+    small = image.copy()
+    small.thumbnail((uploads.THUMBNAIL_PIXELS,) * 2)
+    plain = np.asarray(Image.open(io.BytesIO(uploads.thumbnail_jpeg(small))), dtype=int)
+    for index in range(len(LABELS)):
+        card = Image.open(io.BytesIO(uploads.explanation_jpeg(run, data, index)))
+        assert card.size == (uploads.THUMBNAIL_PIXELS,) * 2
+        heat = explain.gradcam(run.model, predict.to_model_input(image, SIZE), index)
+        overlaid = Image.fromarray(explain.overlay(small, heat))
+        expected = np.asarray(Image.open(io.BytesIO(uploads.thumbnail_jpeg(overlaid))), dtype=int)
+        assert np.abs(np.asarray(card, dtype=int) - expected).mean() < 1.0, "the label's heatmap over the photo"
+        assert np.abs(np.asarray(card, dtype=int) - plain).mean() > 5.0, "not the plain thumbnail"
