@@ -68,6 +68,9 @@ def test_prediction_is_timed_beside_model_predict_on_a_500x375_photo(quick_resul
     assert results["prediction"]["image"].startswith("dog.")
     assert results["prediction"]["ours_ms"] > 0
     assert results["prediction"]["model_predict_ms"] > 0
+    assert results["prediction"]["gradcam_seed_ms"] > 0
+    assert results["prediction"]["gradcam_compact_ms"] > 0
+    assert "Grad-CAM overlay for that photo" in markdown
     assert "## Machine" in markdown
     assert "single prediction" in markdown
     assert "Quick run" in markdown
