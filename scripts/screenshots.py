@@ -21,7 +21,10 @@ from scripts.app_server import CHROMIUM_ARGS, ROOT, chromium_path, peak_rss_mb, 
 from scripts.browser import full_height_screenshot, open_page, set_slider
 
 DOCS = ROOT / "docs"
-WIDTH = 1100  # saved width in pixels; palette PNGs keep each file small
+WIDTH = 1100
+ALL_IMAGES_LOADED = (
+    "() => [...document.querySelectorAll('[data-testid=stImage] img')].every(image => image.naturalWidth > 0)"
+)
 
 
 def save(page: Page, name: str) -> None:
@@ -34,11 +37,14 @@ def save(page: Page, name: str) -> None:
 
 def walk(page: Page, images: int, epochs: int, photos: list[Path]) -> None:
     open_page(page, "Data")
+    if photos:  # let the first load of the default (real) data finish before applying settings
+        expect(page.get_by_test_id("stImage").first).to_be_visible(timeout=180_000)
     if not photos:
         page.get_by_text("Generated demo set (synthetic, offline)").click()
     page.get_by_label("Number of images").fill(str(images))
     page.get_by_role("button", name="Apply settings").click()
     expect(page.get_by_test_id("stImage").first).to_be_visible(timeout=180_000)
+    page.wait_for_function(ALL_IMAGES_LOADED, timeout=60_000)
     save(page, "data")
     open_page(page, "Train")
     set_slider(page, "Epochs", epochs)
@@ -46,10 +52,14 @@ def walk(page: Page, images: int, epochs: int, photos: list[Path]) -> None:
     expect(page.get_by_text(re.compile(rf"Epoch [2-9]/{epochs} · batch")).first).to_be_visible(timeout=600_000)
     save(page, "train-live")
     expect(page.get_by_role("button", name="Download the run bundle (.zip)")).to_be_visible(timeout=900_000)
+    page.get_by_text("Augmentation: training images as the compact network sees them").click()
+    expect(page.get_by_test_id("stExpander").get_by_test_id("stImage").first).to_be_visible()
     save(page, "train-done")
     open_page(page, "Evaluate")
     page.get_by_role("button", name="F1-best per label").click()
     expect(page.get_by_text("F1-best on the validation split").first).to_be_visible()
+    page.get_by_text(re.compile("^Grad-CAM: where the network found evidence for")).click()
+    page.wait_for_timeout(3000)
     save(page, "evaluate")
     open_page(page, "Predict")
     with tempfile.TemporaryDirectory() as tmp:
@@ -60,6 +70,9 @@ def walk(page: Page, images: int, epochs: int, photos: list[Path]) -> None:
             timeout=120_000
         )
         expect(page.get_by_test_id("stImage")).to_have_count(min(len(photos), 12), timeout=60_000)
+        if photos:
+            page.get_by_role("radiogroup", name=re.compile("Grad-CAM")).get_by_text("dog", exact=True).click()
+            page.wait_for_timeout(5000)
         save(page, "predict")
 
 
