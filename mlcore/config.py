@@ -60,8 +60,8 @@ class DataConfig:
             value = getattr(self, name)
             if not 0.0 <= value < 0.9:
                 raise ValueError(f"{name} must be in [0, 0.9), got {value}")
-        if self.demo_images < 8:
-            raise ValueError(f"demo_images must be at least 8, got {self.demo_images}")
+        if not 8 <= self.demo_images <= 100_000:
+            raise ValueError(f"demo_images must be between 8 and 100,000, got {self.demo_images}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -108,12 +108,11 @@ def bundle_bytes(model, metadata: dict) -> bytes:
     return buffer.getvalue()
 
 
-def save_bundle(path: str | Path, model, metadata: dict) -> Path:
-    """Write a bundle atomically: a crash never leaves a half-written file behind."""
+def write_atomic(path: str | Path, data: bytes) -> Path:
+    """Write a file by a temporary name renamed into place: a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = bundle_bytes(model, metadata)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
@@ -122,6 +121,11 @@ def save_bundle(path: str | Path, model, metadata: dict) -> Path:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+def save_bundle(path: str | Path, model, metadata: dict) -> Path:
+    """Write a bundle atomically: a crash never leaves a half-written file behind."""
+    return write_atomic(path, bundle_bytes(model, metadata))
 
 
 def _walk_layers(config: dict):
@@ -151,12 +155,15 @@ def check_model_config(model_zip: bytes) -> dict:
     return config
 
 
-def _read_members(source: bytes | str | Path) -> tuple[dict, bytes]:
-    data = Path(source).read_bytes() if isinstance(source, (str, Path)) else source
-    if not data:
+def _read_members(source: bytes | str | Path, *, model: bool = True) -> tuple[dict, bytes]:
+    """``run.json`` and the model's bytes (empty unless ``model``), after checking the zip's shape."""
+    if isinstance(source, (str, Path)):
+        if Path(source).stat().st_size == 0:
+            raise BundleError("The bundle file is empty.")
+    elif not source:
         raise BundleError("The bundle file is empty.")
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as bundle:
+        with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source) as bundle:
             names = set(bundle.namelist())
             if names != {MODEL_MEMBER, META_MEMBER}:
                 raise BundleError(
@@ -168,7 +175,7 @@ def _read_members(source: bytes | str | Path) -> tuple[dict, bytes]:
                     f"The bundle unpacks to {total / 2**20:.0f} MB, over the {MAX_BUNDLE_BYTES // 2**20} MB limit."
                 )
             meta = json.loads(bundle.read(META_MEMBER))
-            model_zip = bundle.read(MODEL_MEMBER)
+            model_zip = bundle.read(MODEL_MEMBER) if model else b""
     except zipfile.BadZipFile as error:
         raise BundleError("Not a run bundle: the file is not a zip archive.") from error
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -186,6 +193,26 @@ def _check_metadata(meta: dict) -> None:
         raise BundleError("The bundle's run.json has no valid list of labels.")
     if not isinstance(meta.get("image_size"), int):
         raise BundleError("The bundle's run.json has no valid image_size.")
+
+
+def read_metadata(source: bytes | str | Path) -> dict:
+    """A bundle's checked ``run.json`` alone, without reading its model; raises :class:`BundleError`."""
+    meta, _ = _read_members(source, model=False)
+    _check_metadata(meta)
+    return meta
+
+
+def with_metadata(source: bytes | str | Path, metadata: dict) -> bytes:
+    """A bundle's bytes with a new ``run.json`` and the same model, which is copied, never loaded.
+    Raises :class:`BundleError` when ``source`` is not a bundle."""
+    meta = {**read_metadata(source), **metadata, "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION}
+    _check_metadata(meta)
+    _, model_zip = _read_members(source)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as bundle:
+        bundle.writestr(MODEL_MEMBER, model_zip)
+        bundle.writestr(META_MEMBER, json.dumps(meta, indent=2, default=float))
+    return buffer.getvalue()
 
 
 def load_bundle(source: bytes | str | Path) -> RunBundle:
