@@ -6,8 +6,9 @@ frame (page settings, session state, sidebar status) with ``frame.page_frame``.
 
 import streamlit as st
 
-from app import navigation
+from app import navigation, state
 
+state.mark_entry()
 pages = [
     st.Page(path, title=title, icon=icon, default=path == navigation.DEFAULT_PAGE)
     for path, (title, icon) in navigation.PAGES.items()

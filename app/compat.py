@@ -11,8 +11,12 @@ it stops working).
    ``st.navigation``; until then a request that deep-links to ``/train`` runs
    ``pages/train.py`` alone, without the entry script. Streamlit clears the flag
    itself on the first ``st.navigation`` call; we clear it as soon as our code is
-   imported. AppTest (1.67) resets the flag before every run, so the app tests and
-   the interaction benchmark keep it cleared with :func:`navigation_mode`.
+   imported. That is still too late for the very first script run of a server when
+   it deep-links (a bookmarked ``/runs?ws=…`` opened after a restart): the entry
+   script marks every run it starts (``state.mark_entry``), and a page frame that
+   finds no mark reruns, through the entry script this time. AppTest (1.67) resets
+   the flag before every run, so the app tests and the interaction benchmark keep
+   it cleared with :func:`navigation_mode`.
 2. **Streamlit resets Keras after every script run.** Once ``keras`` is imported,
    Streamlit calls ``keras.backend.clear_session()`` after every script and
    fragment run. That replaces Keras' global state for *every* thread: a training

@@ -13,6 +13,7 @@ import gc
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from app import compat, runs, settings
 from mlcore.config import DataConfig, TrainConfig
@@ -21,6 +22,7 @@ from mlcore.datasets import Splits
 logger = logging.getLogger(__name__)
 MAX_TRACE_POINTS = 600  # live curve points kept per metric; older ones are thinned
 TRACE_METRICS = ("loss", "binary_accuracy", "auc")
+Keeper = Callable[[runs.Run], tuple[runs.Run, str | None]]  # stores a run: (the stored run, a problem or None)
 
 
 class JobLimitReached(RuntimeError):
@@ -137,10 +139,18 @@ class TrainingJob:
     """One training run in a daemon thread; start with :meth:`start`."""
 
     def __init__(
-        self, splits: Splits, data_config: DataConfig, train_config: TrainConfig, *, limiter: JobLimiter | None = None
+        self,
+        splits: Splits,
+        data_config: DataConfig,
+        train_config: TrainConfig,
+        *,
+        limiter: JobLimiter | None = None,
+        keep: Keeper | None = None,
     ):
         self.splits, self.data_config, self.train_config = splits, data_config, train_config
         self._limiter = limiter if limiter is not None else LIMITER
+        self._keep = keep
+        self.keep_message: str | None = None  # why the run could not be stored, if it could not
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._status = JobStatus("preparing", epochs=train_config.epochs)
@@ -230,5 +240,8 @@ class TrainingJob:
             stop=self._stop,
         )
         self._update(phase="scoring")
-        self._run = runs.from_training(result, splits, self.data_config, self.train_config)
+        run = runs.from_training(result, splits, self.data_config, self.train_config)
+        if self._keep is not None:  # here, not in a script run: saving a model takes a moment
+            run, self.keep_message = self._keep(run)
+        self._run = run
         self._update(phase="stopped" if result.stopped else "finished", elapsed=time.perf_counter() - started)

@@ -9,6 +9,8 @@ PAGES = {  # file -> (title, icon); the entry script builds the navigation from 
     "pages/train.py": ("Train", ":material/model_training:"),
     "pages/evaluate.py": ("Evaluate", ":material/tune:"),
     "pages/predict.py": ("Predict", ":material/image_search:"),
+    "pages/runs.py": ("Runs", ":material/history:"),
+    "pages/compare.py": ("Compare", ":material/compare_arrows:"),
 }
 DEFAULT_PAGE = "pages/data.py"
 

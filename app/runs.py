@@ -1,22 +1,25 @@
 """Runs: a model plus everything the pages show about it, computed once.
 
-A :class:`Run` comes from a training job or from an uploaded bundle. Its
+A :class:`Run` comes from a training job, an uploaded bundle or the run store. Its
 :class:`Evaluation` holds the test-split probabilities and every
 threshold-free result (sweeps, ROC-AUC, F1-best thresholds), so moving a
 threshold slider only re-thresholds cached numbers and never calls the model.
+A stored run's model is read from the store only when something needs it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mlcore import metrics, predict, store
+from mlcore import metrics, predict, runstore, store
 from mlcore.config import DataConfig, TrainConfig
 from mlcore.datasets import Splits
 
@@ -85,20 +88,71 @@ class Evaluation:
         )
 
 
+class ModelRef:
+    """A run's Keras model, held or read on first use by ``load`` (then kept until released)."""
+
+    def __init__(self, model: Any = None, *, load: Callable[[], Any] | None = None):
+        if model is None and load is None:
+            raise ValueError("a ModelRef needs a model or a way to load one")
+        self._model, self._load = model, load
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        """The model; raises ``store.BundleError`` when a stored one can no longer be read."""
+        with self._lock:
+            if self._model is None:
+                self._model = self._load()
+            return self._model
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def release(self) -> None:
+        """Let go of a model that can be read again (kept when there is nothing to read it from)."""
+        with self._lock:
+            if self._load is not None:
+                self._model = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Stored:
+    """Where a run lives in the run store: its id there and its share token."""
+
+    run_id: str
+    share_token: str
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Run:
     """A usable model and what the app knows about it. Never mutated: replaced."""
 
-    model: Any
+    model_ref: ModelRef
     label_names: tuple[str, ...]
     image_size: int
-    source: str  # "trained" (this session) or "bundle" (uploaded)
+    source: str  # "trained" (in this workspace), "bundle" (uploaded) or "shared" (opened by a share link)
     title: str
     metadata: dict
     evaluation: Evaluation | None = None
     data_config: DataConfig | None = None
     train_config: TrainConfig | None = None
+    name: str = ""  # what the person calls it; the title until renamed
+    stored: Stored | None = None  # None: kept in this session only
     id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    @property
+    def model(self) -> Any:
+        return self.model_ref.get()
+
+    @property
+    def label(self) -> str:
+        """How pages name the run: its name, and what it is when the name does not say."""
+        return f"{self.name} ({self.title})" if self.name and self.name != self.title else self.title
+
+    @property
+    def read_only(self) -> bool:
+        """Opened by someone else's share link: shown, never changed."""
+        return self.source == "shared"
 
     @property
     def history(self) -> dict[str, list[float]]:
@@ -141,10 +195,9 @@ def from_training(result, splits: Splits, data_config: DataConfig, train_config:
         threshold_origin={label: DEFAULT_ORIGIN for label in splits.label_names},
         test_metrics=test_metrics(evaluation, default, splits.label_names),
     )
-    state = "stopped after" if result.stopped else "trained for"
-    title = f"{train_config.architecture} CNN, {state} {result.epochs_completed}/{train_config.epochs} epochs"
+    title = trained_title(train_config, result.epochs_completed, result.stopped)
     return Run(
-        model=result.model,
+        model_ref=ModelRef(result.model),
         label_names=splits.label_names,
         image_size=int(splits.test.images.shape[1]),
         source="trained",
@@ -156,15 +209,92 @@ def from_training(result, splits: Splits, data_config: DataConfig, train_config:
     )
 
 
+def trained_title(train_config: TrainConfig, epochs_completed: int, stopped: bool) -> str:
+    state = "stopped after" if stopped else "trained for"
+    return f"{train_config.architecture} CNN, {state} {epochs_completed}/{train_config.epochs} epochs"
+
+
+def _config(kind: type, values: object) -> Any:
+    """A config rebuilt from a bundle's run.json, or ``None`` when it is missing or not valid."""
+    try:
+        return kind(**values) if isinstance(values, dict) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def from_stored(loaded: runstore.LoadedRun, load_model: Callable[[], Any], *, shared: bool = False) -> Run:
+    """A run read back from the run store; its model is read by ``load_model`` on first use.
+    ``shared``: opened by a share link, so it is shown read-only. Raises ``store.BundleError``."""
+    entry = loaded.entry
+    metadata = store.read_metadata(loaded.bundle)
+    labels = tuple(metadata["labels"])
+    metadata["thresholds"] = usable_thresholds(entry.thresholds or metadata.get("thresholds"), labels)
+    metadata["threshold_origin"] = entry.threshold_origin or metadata.get("threshold_origin") or {}
+    scores = loaded.scores
+    for split, (targets, _) in scores.items():
+        if targets.shape[1] != len(labels):
+            raise store.BundleError(
+                f"The stored {split} probabilities have {targets.shape[1]} labels, not {len(labels)}."
+            )
+    evaluation = Evaluation.compute(labels, scores["test"], scores.get("validation")) if scores else None
+    data_config = _config(DataConfig, entry.scored_on or metadata.get("data_config"))
+    train_config = _config(TrainConfig, metadata.get("train_config"))
+    if entry.source == "trained" and train_config is not None:
+        title = trained_title(
+            train_config, int(metadata.get("epochs_completed", 0)), bool(metadata.get("stopped_early"))
+        )
+    else:
+        title = "loaded bundle"
+    return Run(
+        model_ref=ModelRef(load=load_model),
+        label_names=labels,
+        image_size=int(metadata["image_size"]),
+        source="shared" if shared else entry.source,
+        title=title,
+        metadata=metadata,
+        evaluation=evaluation,
+        data_config=data_config if evaluation is not None else None,
+        train_config=train_config,
+        name=entry.name,
+        stored=Stored(entry.run_id, entry.share_token),
+        id=("shared-" if shared else "") + entry.run_id,
+    )
+
+
+def usable_thresholds(values: object, labels: tuple[str, ...]) -> dict[str, float]:
+    """The thresholds among ``values`` that a slider can show (numbers in [0, 1]); others are left out."""
+    if not isinstance(values, dict):
+        return {}
+    return {
+        label: round(float(value), 2)
+        for label, value in values.items()
+        if label in labels
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and 0.0 <= value <= 1.0  # NaN fails this too
+    }
+
+
+def split_scores(run: Run) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The run's targets and probabilities per split, as the run store keeps them (empty: not scored)."""
+    if run.evaluation is None:
+        return {}
+    scores = {"test": (run.evaluation.test.y_true, run.evaluation.test.y_score)}
+    if run.evaluation.validation is not None:
+        scores["validation"] = (run.evaluation.validation.y_true, run.evaluation.validation.y_score)
+    return scores
+
+
 def from_bundle(bundle: store.RunBundle, file_name: str) -> Run:
     """A run from a loaded bundle: no evaluation until the user scores a test split."""
     return Run(
-        model=bundle.model,
+        model_ref=ModelRef(bundle.model),
         label_names=bundle.label_names,
         image_size=bundle.image_size,
         source="bundle",
-        title=f"bundle {file_name}",
+        title="loaded bundle",
         metadata=bundle.metadata,
+        name=file_name,
     )
 
 
@@ -190,6 +320,11 @@ def test_metrics(evaluation: Evaluation, thresholds: dict[str, float], labels: t
 
 def bundle_bytes(run: Run, thresholds: dict[str, float], origins: dict[str, dict] | None = None) -> bytes:
     """The run as a bundle carrying the thresholds the user tuned, how each was set, and test metrics at them."""
+    return store.bundle_bytes(run.model, bundle_metadata(run, thresholds, origins))
+
+
+def bundle_metadata(run: Run, thresholds: dict[str, float], origins: dict[str, dict] | None = None) -> dict:
+    """The ``run.json`` of :func:`bundle_bytes`."""
     metadata = {
         **run.metadata,
         "thresholds": dict(thresholds),
@@ -199,9 +334,43 @@ def bundle_bytes(run: Run, thresholds: dict[str, float], origins: dict[str, dict
         metadata["test_metrics"] = test_metrics(run.evaluation, thresholds, run.label_names)
     for key in ("format", "version", "versions"):  # bundle_bytes writes these itself
         metadata.pop(key, None)
-    return store.bundle_bytes(run.model, metadata)
+    return metadata
 
 
 def bundle_file_name(run: Run) -> str:
     architecture = run.train_config.architecture if run.train_config else "model"
     return f"mlcore-run-{architecture}-{run.id}.zip"
+
+
+def settings_of(run: Run) -> dict[str, object]:
+    """The settings that shaped a run, by name, as the Runs and Compare pages list them."""
+    train = run.metadata.get("train_config") or {}
+    data = run.metadata.get("data_config") or {}
+    return {
+        "architecture": run.metadata.get("architecture", train.get("architecture", "")),
+        "epochs": f"{run.metadata.get('epochs_completed', '?')}/{train.get('epochs', '?')}",
+        "batch size": train.get("batch_size"),
+        "learning rate": train.get("learning_rate"),
+        "augmentation": train.get("augmentation"),
+        "training seed": train.get("seed"),
+        "data source": data.get("source"),
+        "training images": (run.metadata.get("split_sizes") or {}).get("train"),
+        "image size": run.image_size,
+        "indoor p": data.get("indoor_probability"),
+        "data seed": data.get("seed"),
+        "training time (s)": round(float(run.metadata.get("train_seconds", float("nan"))), 1),
+    }
+
+
+def scoreboard(run: Run, thresholds: dict[str, float]) -> dict[str, float]:
+    """Test ROC-AUC per label, and F1 per label, micro and macro F1 at ``thresholds`` (NaN: not scored)."""
+    names = [f"ROC-AUC {label}" for label in run.label_names] + [f"F1 {label}" for label in run.label_names]
+    if run.evaluation is None:
+        return dict.fromkeys([*names, "micro F1", "macro F1"], float("nan"))
+    test, labels = run.evaluation.test, run.label_names
+    report = metrics.classification_report_frame(test.y_true, test.y_score, threshold=thresholds, labels=labels)
+    summary = metrics.summary_scores(test.y_true, test.y_score, threshold=thresholds, labels=labels)
+    board = {f"ROC-AUC {label}": float(test.ranking["roc_auc"][label]) for label in labels}
+    board.update({f"F1 {label}": float(report.loc[label, "f1-score"]) for label in labels})
+    board.update({"micro F1": summary["micro_f1"], "macro F1": summary["macro_f1"]})
+    return board

@@ -7,8 +7,11 @@ file; ``.streamlit/secrets.toml`` keys are the lower-case names below.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import streamlit as st
+
+from mlcore.config import cache_dir
 
 ALLOW_BUNDLE_UPLOAD_ENV = "MLCORE_ALLOW_BUNDLE_UPLOAD"
 MAX_JOBS_ENV = "MLCORE_MAX_JOBS"
@@ -38,3 +41,31 @@ def max_jobs() -> int:
         return max(0, int(value))
     except (TypeError, ValueError):
         return DEFAULT_MAX_JOBS
+
+
+RUN_STORE_ENV = "MLCORE_RUN_STORE"
+RUN_STORE_MAX_RUNS_ENV = "MLCORE_RUN_STORE_MAX_RUNS"
+RUN_STORE_MAX_MB_ENV = "MLCORE_RUN_STORE_MAX_MB"
+
+
+def run_store_dir() -> Path | None:
+    """Where the server keeps runs (default: ``runs/`` in the mlcore cache folder); ``None`` when
+    the deployment turned the store off (``off``, ``false``, ``no`` or ``0``)."""
+    value = _setting(RUN_STORE_ENV, "run_store", None)
+    if value is not None and str(value).strip().lower() in FALSE_WORDS:
+        return None
+    return Path(str(value)).expanduser() if value else cache_dir() / "runs"
+
+
+def _positive(env_name: str, secret_name: str, default: int) -> int:
+    try:
+        return max(1, int(_setting(env_name, secret_name, default)))
+    except (TypeError, ValueError):
+        return default
+
+
+def run_store_limits() -> tuple[int, int]:
+    """The store's cap: ``(runs, bytes)``; the oldest runs go first beyond it."""
+    runs = _positive(RUN_STORE_MAX_RUNS_ENV, "run_store_max_runs", 200)
+    megabytes = _positive(RUN_STORE_MAX_MB_ENV, "run_store_max_mb", 2048)
+    return runs, megabytes * 2**20

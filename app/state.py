@@ -27,8 +27,12 @@ DATA_NOTICE = "mlapp.data_notice"
 TRAIN_CONFIG = "mlapp.train_config"
 JOB = "mlapp.job"
 JOB_MESSAGE = "mlapp.job_message"
-RUNS = "mlapp.runs"  # {"trained": Run | None, "bundle": Run | None}
-ACTIVE = "mlapp.active"  # which of RUNS the pages use
+RUNS = "mlapp.runs"  # {run id: Run}, oldest first: every run of this session and its workspace
+ACTIVE = "mlapp.active"  # the id of the run the pages use
+WORKSPACE = "mlapp.workspace"  # this session's workspace token (also in the address bar)
+SHARED = "mlapp.shared"  # the share token this session opened, if any
+SAVED_THRESHOLDS = "mlapp.saved_thresholds"  # {run id: (thresholds, origins) as the run store has them}
+NOTICES = "mlapp.notices"  # messages for the next page drawn: [(kind, text)]
 THRESHOLDS = "mlapp.thresholds"  # {run id: {label: threshold}}
 GLOBAL_THRESHOLD = "mlapp.global_threshold"  # {run id: last value of the global slider}
 THRESHOLD_ORIGINS = "mlapp.threshold_origins"  # {run id: {label: metrics.threshold_origin(...)}}
@@ -39,11 +43,13 @@ FIGURES = "mlapp.figures"  # {(run id, split, kind, label): a figure built once,
 BUNDLE_ID = "mlapp.bundle_upload_id"
 WIDGET_REVISIONS = "mlapp.widget_revisions"  # {widget group: revision}
 PAGE = "mlapp.page"  # the page shown last, and how many page visits so far
+ENTERED = "mlapp.entered"  # set by the entry script on every run, taken by the page frame
+LEGACY_RUNS = "mlapp.legacy_runs"  # page runs that skipped the entry script so far
 
 PREDICTIONS = "mlapp.predictions"  # {(run id, file digest): uploads.Scored}
 EXPLANATIONS = "mlapp.explanations"  # {(run id, file digest, label): Grad-CAM card JPEG}
 MAX_EXPLANATIONS = 48
-RUN_KINDS = {"trained": "trained in this session", "bundle": "loaded from a bundle"}
+RUN_KINDS = {"trained": "trained", "bundle": "loaded from a bundle", "shared": "shared with you, read-only"}
 
 
 Session = MutableMapping
@@ -57,6 +63,21 @@ def _default_data_config() -> DataConfig:
     if loaders.real_dataset_path(DataConfig()) is not None:
         return DataConfig(source="real")
     return DataConfig(source="demo")
+
+
+def mark_entry() -> None:
+    """The entry script ran in this script run (see :func:`app.compat.end_legacy_pages_mode`)."""
+    st.session_state[ENTERED] = True
+
+
+def ran_without_entry() -> bool:
+    """Whether this script run skipped the entry script (the mark is used up). Says so at most
+    twice per session, so a page that reruns because of it can never loop."""
+    if st.session_state.pop(ENTERED, False):
+        return False
+    tries = st.session_state.get(LEGACY_RUNS, 0)
+    st.session_state[LEGACY_RUNS] = tries + 1
+    return tries < 2
 
 
 def init() -> None:
@@ -76,8 +97,12 @@ def init() -> None:
         TRAIN_CONFIG: TrainConfig(),
         JOB: None,
         JOB_MESSAGE: None,
-        RUNS: {"trained": None, "bundle": None},
+        RUNS: {},
         ACTIVE: None,
+        WORKSPACE: None,
+        SHARED: None,
+        SAVED_THRESHOLDS: {},
+        NOTICES: [],
         THRESHOLDS: {},
         GLOBAL_THRESHOLD: {},
         THRESHOLD_ORIGINS: {},
@@ -157,20 +182,25 @@ def train_config(session: Session | None = None) -> TrainConfig:
     return _state(session)[TRAIN_CONFIG]
 
 
+def set_train_config(config: TrainConfig) -> None:
+    st.session_state[TRAIN_CONFIG] = config
+    renew_widgets("train")  # the form shows the new settings
+
+
 def job(session: Session | None = None) -> jobs.TrainingJob | None:
     return _state(session)[JOB]
 
 
-def start_training(config: TrainConfig) -> jobs.TrainingJob:
-    """Start this session's one job on the current data. Raises ``RuntimeError``
-    (job running, server limit), ``DatasetUnavailable`` or ``ValueError``."""
+def start_training(config: TrainConfig, keep: jobs.Keeper | None = None) -> jobs.TrainingJob:
+    """Start this session's one job on the current data; ``keep`` stores its run when it ends.
+    Raises ``RuntimeError`` (job running, server limit), ``DatasetUnavailable`` or ``ValueError``."""
     st.session_state[TRAIN_CONFIG] = config
     if job() is not None:
         raise RuntimeError("A training job is already running in this session: stop it or wait for it to end.")
     splits = loaders.load_splits(data_config())
     if len(splits.train) == 0:
         raise ValueError("The training split is empty: use more images.")
-    st.session_state[JOB] = jobs.TrainingJob(splits, data_config(), config).start()
+    st.session_state[JOB] = jobs.TrainingJob(splits, data_config(), config, keep=keep).start()
     st.session_state[JOB_MESSAGE] = None
     return st.session_state[JOB]
 
@@ -185,7 +215,9 @@ def collect_finished_job() -> None:
     if current.run is None:
         st.session_state[JOB_MESSAGE] = ("error", status.error or "Training failed.")
         return
-    set_run("trained", current.run)
+    add_run(current.run)
+    if current.keep_message:
+        post_notice("warning", current.keep_message)
     st.session_state[JOB_MESSAGE] = (
         ("warning", "Training was stopped; the partially trained model is kept and evaluated.")
         if status.phase == "stopped"
@@ -200,36 +232,92 @@ def job_message() -> tuple[str, str] | None:
 # --- runs and thresholds --------------------------------------------------------------------
 
 
-def set_run(kind: str, run: runs.Run) -> None:
-    st.session_state[RUNS][kind] = run
-    st.session_state[ACTIVE] = kind
+def add_run(run: runs.Run) -> None:
+    """Keep a run in the session (last in the list) and make it the active one."""
+    st.session_state[RUNS][run.id] = run
+    set_active(run.id)
 
 
-def available_runs(session: Session | None = None) -> dict[str, runs.Run]:
-    return {kind: run for kind, run in _state(session)[RUNS].items() if run is not None}
+def all_runs(session: Session | None = None) -> list[runs.Run]:
+    """The session's runs, oldest first."""
+    return list(_state(session)[RUNS].values())
+
+
+def run_by_id(run_id: str, session: Session | None = None) -> runs.Run | None:
+    return _state(session)[RUNS].get(run_id)
 
 
 def active_kind(session: Session | None = None) -> str | None:
-    """Which of the session's runs the pages use: ``"trained"``, ``"bundle"`` or ``None``."""
-    return _state(session)[ACTIVE]
+    """Where the active run came from: ``"trained"``, ``"bundle"``, ``"shared"`` or ``None``."""
+    run = active_run(session)
+    return run.source if run is not None else None
 
 
 def active_run(session: Session | None = None) -> runs.Run | None:
-    kind = active_kind(session)
-    return _state(session)[RUNS].get(kind) if kind else None
+    run_id = _state(session)[ACTIVE]
+    return _state(session)[RUNS].get(run_id) if run_id else None
 
 
-def set_active(kind: str) -> None:
-    if st.session_state[RUNS].get(kind) is not None:
-        st.session_state[ACTIVE] = kind
+def set_active(run_id: str) -> None:
+    """Make a run the one the pages use; stored models of the other runs are let go (read again when needed)."""
+    if run_id not in st.session_state[RUNS]:
+        return
+    st.session_state[ACTIVE] = run_id
+    for other in st.session_state[RUNS].values():
+        if other.id != run_id:
+            other.model_ref.release()
+
+
+def remove_run(run_id: str) -> None:
+    """Drop a run from the session; the newest remaining one becomes active if it was."""
+    st.session_state[RUNS].pop(run_id, None)
+    if st.session_state[ACTIVE] == run_id:
+        st.session_state[ACTIVE] = next(reversed(st.session_state[RUNS]), None)
 
 
 def trained_run(session: Session | None = None) -> runs.Run | None:
-    return _state(session)[RUNS]["trained"]
+    """The newest run trained in this workspace."""
+    return next((run for run in reversed(all_runs(session)) if run.source == "trained"), None)
 
 
 def bundle_run(session: Session | None = None) -> runs.Run | None:
-    return _state(session)[RUNS]["bundle"]
+    """The newest run loaded from a bundle."""
+    return next((run for run in reversed(all_runs(session)) if run.source == "bundle"), None)
+
+
+def workspace_token(session: Session | None = None) -> str | None:
+    return _state(session)[WORKSPACE]
+
+
+def set_workspace(token: str) -> None:
+    st.session_state[WORKSPACE] = token
+
+
+def shared_token(session: Session | None = None) -> str | None:
+    return _state(session)[SHARED]
+
+
+def set_shared_token(token: str | None) -> None:
+    st.session_state[SHARED] = token
+
+
+def saved_thresholds(run: runs.Run) -> tuple[dict, dict]:
+    """A stored run's thresholds and origins as the run store has them."""
+    return st.session_state[SAVED_THRESHOLDS].get(run.id, (run.default_thresholds, run.default_origins))
+
+
+def mark_thresholds_saved(run: runs.Run, values: tuple[dict, dict]) -> None:
+    st.session_state[SAVED_THRESHOLDS][run.id] = values
+
+
+def post_notice(kind: str, text: str) -> None:
+    """A message (``"info"``, ``"warning"`` or ``"error"``) for the top of the next page drawn."""
+    st.session_state[NOTICES].append((kind, text))
+
+
+def pop_notices() -> list[tuple[str, str]]:
+    notices, st.session_state[NOTICES] = st.session_state[NOTICES], []
+    return notices
 
 
 def thresholds(run: runs.Run, session: Session | None = None) -> dict[str, float]:
@@ -242,8 +330,8 @@ def global_threshold(run: runs.Run) -> float:
     return st.session_state[GLOBAL_THRESHOLD].setdefault(run.id, fallback)
 
 
-def threshold_key(run: runs.Run, label: str) -> str:
-    return f"w.thr.{run.id}.{label}.v{st.session_state[PAGE][1]}"
+def threshold_key(run: runs.Run, label: str, session: Session | None = None) -> str:
+    return f"w.thr.{run.id}.{label}.v{_state(session)[PAGE][1]}"
 
 
 def global_threshold_key(run: runs.Run) -> str:
@@ -359,13 +447,13 @@ def pop_eval_notice() -> tuple[str, str] | None:
 def load_bundle(upload_id: str, data: bytes, file_name: str) -> tuple[runs.Run, bool]:
     """Validate and load an uploaded bundle once per upload: ``(run, newly loaded)``.
     Raises ``BundleError``."""
-    current = st.session_state[RUNS]["bundle"]
+    current = bundle_run()
     if current is not None and st.session_state[BUNDLE_ID] == upload_id:
         return current, False
     jobs.prepare_keras()
     run = runs.from_bundle(store.load_bundle(data), file_name)
     st.session_state[BUNDLE_ID] = upload_id
-    set_run("bundle", run)
+    add_run(run)
     return run, True
 
 
@@ -391,6 +479,5 @@ def explanation(key: tuple, build: Callable[[], bytes]) -> bytes:
 
 def replace_run(old: runs.Run, new: runs.Run) -> None:
     """Swap a run for an updated copy (same id, so thresholds carry over)."""
-    for kind, run in st.session_state[RUNS].items():
-        if run is old:
-            st.session_state[RUNS][kind] = new
+    if st.session_state[RUNS].get(old.id) is old:
+        st.session_state[RUNS][old.id] = new

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import streamlit as st
 
+from app import choices, runs, state, workspace
 from mlcore.config import DataConfig
 
 REAL_TRAIN_IMAGES = 2000
@@ -13,6 +16,15 @@ EXCLUSIVE_NOTE = (
     "(every image here is a cat or a dog), a network may learn one as the absence of the other; its heatmap for "
     "that label then has little to point at."
 )
+
+
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def plain(text: str) -> str:
+    """Text that someone else chose (a run's name, a file name) as it is, inside Markdown:
+    no links, images or formatting of its own."""
+    return MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
 def describe_data(config: DataConfig) -> str:
@@ -41,9 +53,32 @@ def progress_text(status) -> str:
     if status.phase == "preparing":
         return "Preparing: loading TensorFlow and building the network…"
     if status.phase == "scoring":
-        return "Scoring the validation and test splits…"
+        return "Scoring the validation and test splits and keeping the run…"
     stopping = " · stopping at the next batch" if status.stop_requested else ""
     return (
         f"Epoch {status.epoch}/{status.epochs} · batch {status.batch}/{status.batches} · "
         f"{seconds(status.elapsed)} elapsed · about {seconds(status.eta)} left{stopping}"
+    )
+
+
+def read_only_notice(run: runs.Run) -> None:
+    """What a shared run allows, and the way to a copy that can be changed."""
+    st.info(
+        f"**{plain(run.label)}** was shared with you by link: it is shown as its owner left it, thresholds included, "
+        "and nothing you do here changes it. Copy it into your workspace to tune it.",
+        icon=":material/visibility:",
+    )
+    st.button(
+        "Copy into my workspace",
+        on_click=workspace.copy_shared,
+        args=(run,),
+        icon=":material/content_copy:",
+        key=state.widget_key("shared", f"copy.{run.id}"),
+    )
+
+
+def seed_input(container, group: str, value: int) -> int:
+    """The seed field of the Data and Train forms."""
+    return container.number_input(
+        "Seed", min_value=0, max_value=choices.MAX_SEED, step=1, value=value, key=state.widget_key(group, "seed")
     )

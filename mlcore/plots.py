@@ -29,6 +29,43 @@ def label_color(label: str, index: int = 0) -> str:
     return LABEL_COLORS.get(label, FALLBACK_COLORS[index % len(FALLBACK_COLORS)])
 
 
+def _add_epochs(figure: go.Figure, values: Sequence[float], **trace) -> None:
+    """One value per epoch as a line with markers, epochs counted from 1 (nothing when empty)."""
+    if len(values):
+        figure.add_scatter(x=list(range(1, len(values) + 1)), y=list(values), mode="lines+markers", **trace)
+
+
+RUN_COLORS = ("#4c78a8", "#e45756", "#54a24b", "#b279a2", "#f58518", "#72b7b2", "#9d755d", "#eeca3b")
+
+
+def compare_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], *, metric: str = "loss") -> go.Figure:
+    """One metric's training curves of several runs on the same axes: a colour per run,
+    validation solid, training dashed. ``histories`` maps a run's name to its per-epoch history."""
+    figure = go.Figure()
+    for index, (name, history) in enumerate(histories.items()):
+        color = RUN_COLORS[index % len(RUN_COLORS)]
+        for series, key, dash in (("validation", f"val_{metric}", "solid"), ("train", metric, "dash")):
+            _add_epochs(
+                figure,
+                history.get(key, []),
+                name=f"{name} · {series}",
+                meta=name,
+                legendgroup=name,
+                line=dict(color=color, dash=dash),
+            )
+    title = dict(CURVE_METRICS).get(metric, metric)
+    figure.update_layout(
+        title=f"{title} per epoch: validation solid, training dashed",
+        xaxis_title="epoch",
+        yaxis_title=title,
+        margin=_MARGIN,
+        height=380,
+        legend=dict(orientation="h", y=-0.2),
+    )
+    figure.update_xaxes(rangemode="tozero")
+    return figure
+
+
 def split_sizes_figure(sizes: Mapping[str, int]) -> go.Figure:
     """One bar per split with its image count."""
     names = list(sizes)
@@ -94,19 +131,16 @@ def training_curves(
                 col=column,
             )
         for series, key in (("train", metric), ("validation", f"val_{metric}")):
-            values = list(history.get(key, []))
-            if values:
-                figure.add_scatter(
-                    x=list(range(1, len(values) + 1)),
-                    y=values,
-                    mode="lines+markers",
-                    name=series,
-                    line=dict(color=SERIES_COLORS[series]),
-                    legendgroup=series,
-                    showlegend=column == 1,
-                    row=1,
-                    col=column,
-                )
+            _add_epochs(
+                figure,
+                history.get(key, []),
+                name=series,
+                line=dict(color=SERIES_COLORS[series]),
+                legendgroup=series,
+                showlegend=column == 1,
+                row=1,
+                col=column,
+            )
         figure.update_xaxes(title_text="epoch", rangemode="tozero", row=1, col=column)
     figure.update_layout(margin=_MARGIN, height=320, legend=dict(orientation="h", y=-0.25))
     return figure

@@ -4,6 +4,7 @@ import streamlit as st
 
 from app import frame, navigation, state
 from app.views import evaluate as view
+from app.widgets import plain
 
 frame.page_frame(__file__)
 st.title("Evaluate")
@@ -16,7 +17,7 @@ elif run.evaluation is None:
 else:
     evaluation = run.evaluation
     st.caption(
-        f"{run.title}. Every number below is recomputed from the stored probabilities of the validation "
+        f"{plain(run.label)}. Every number below is recomputed from the stored probabilities of the validation "
         "and test splits: moving a slider never calls the model."
     )
     if run.synthetic:

@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from app import frame, navigation, settings, state, uploads
+from app import frame, navigation, settings, state, uploads, workspace
 from app.views import predict as view
+from app.widgets import plain
 
 frame.page_frame(__file__)
 st.title("Predict")
@@ -16,12 +17,12 @@ if run is None:
 else:
     thresholds = state.thresholds(run)
     st.caption(
-        f"Model: {run.title}. Thresholds: "
+        f"Model: {plain(run.label)}. Thresholds: "
         + ", ".join(f"{label} {value:.2f}" for label, value in thresholds.items())
         + " (tune them on the Evaluate page)."
     )
     sources = view.image_inputs()
-    results = view.scored_uploads(run, sources) if sources else []
+    results = view.scored_uploads(run, sources) if sources and workspace.ensure_model(run) else []
     if results:
         view.prediction_summary(results, thresholds, run.label_names)
         view.refused_files(results)

@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from app import frame, navigation, state
+from app import frame, navigation, state, summary, workspace
 from app.views import train as view
-from app.widgets import describe_data
+from app.widgets import describe_data, plain
 from mlcore.datasets import DatasetUnavailable
 
 frame.page_frame(__file__)
@@ -15,7 +15,7 @@ config = view.train_form(disabled=state.job() is not None)
 view.augmentation_preview(state.train_config())
 if config is not None:
     try:
-        state.start_training(config)
+        state.start_training(config, workspace.keeper())
     except (RuntimeError, DatasetUnavailable, ValueError, OSError) as error:  # job running, server limit, data
         st.error(str(error))
     else:
@@ -26,8 +26,8 @@ if message := state.job_message():
 if state.job() is not None:
     view.training_progress()
 elif run := state.trained_run():
-    st.subheader(run.title)
-    view.run_summary(run)
+    st.subheader(plain(run.label))
+    summary.run_summary(run)
     navigation.page_link("pages/evaluate.py")
 else:
     st.info(

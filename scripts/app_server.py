@@ -77,9 +77,10 @@ def peak_rss_mb(pid: int) -> float | None:
 
 
 @contextlib.contextmanager
-def running_app(log_path: Path, env: dict | None = None):
-    """Yield ``(url, process)`` for ``streamlit run streamlit_app.py`` in headless mode."""
-    port = free_port()
+def running_app(log_path: Path, env: dict | None = None, port: int | None = None):
+    """Yield ``(url, process)`` for ``streamlit run streamlit_app.py`` in headless mode, on
+    ``port`` or a free one (a restarted server takes its predecessor's port)."""
+    port = port or free_port()
     command = [
         sys.executable,
         "-m",

@@ -1,4 +1,4 @@
-"""Walk the app in headless Chromium with a trained model and save screenshots to docs/.
+"""Walk the app in headless Chromium with two trained models and save screenshots to docs/.
 
 ``python -m scripts.screenshots [--images 2000] [--epochs 5]``. Uses the real dataset
 when ``MLCORE_DATA_DIR`` holds it, else the generated demo set. Also prints the
@@ -22,6 +22,7 @@ from scripts.browser import full_height_screenshot, open_page, set_slider
 
 DOCS = ROOT / "docs"
 WIDTH = 1100
+COMPARE_EPOCHS = 4
 ALL_IMAGES_LOADED = (
     "() => [...document.querySelectorAll('[data-testid=stImage] img')].every(image => image.naturalWidth > 0)"
 )
@@ -74,6 +75,20 @@ def walk(page: Page, images: int, epochs: int, photos: list[Path]) -> None:
             page.get_by_role("radiogroup", name=re.compile("Grad-CAM")).get_by_text("dog", exact=True).click()
             page.wait_for_timeout(5000)
         save(page, "predict")
+    open_page(page, "Train")  # a second run, to list and compare
+    page.get_by_text("Compact residual CNN (stronger)").click()
+    set_slider(page, "Epochs", COMPARE_EPOCHS)
+    page.get_by_role("button", name="Start training").click()
+    expect(page.get_by_text(f"compact CNN, trained for {COMPARE_EPOCHS}/{COMPARE_EPOCHS} epochs").first).to_be_visible(
+        timeout=900_000
+    )
+    open_page(page, "Runs")
+    expect(page.get_by_test_id("stCode").first).to_be_visible()
+    save(page, "runs")
+    open_page(page, "Compare")
+    expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible()
+    page.wait_for_timeout(2000)
+    save(page, "compare")
 
 
 def main() -> None:
@@ -92,7 +107,10 @@ def main() -> None:
         else []
     )
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp, running_app(Path(tmp) / "server.log") as (url, process):
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        running_app(Path(tmp) / "server.log", env={"MLCORE_RUN_STORE": str(Path(tmp) / "runs")}) as (url, process),
+    ):
         print(f"server healthy after {time.perf_counter() - started:.1f} s")
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)

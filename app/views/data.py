@@ -6,8 +6,8 @@ import dataclasses
 
 import streamlit as st
 
-from app import loaders, state
-from app.widgets import REAL_TRAIN_IMAGES
+from app import choices, loaders, state
+from app.widgets import REAL_TRAIN_IMAGES, seed_input
 from mlcore import datasets, plots
 
 SOURCE_LABELS = {
@@ -15,7 +15,6 @@ SOURCE_LABELS = {
     "folder": "A local folder",
     "demo": "Generated demo set (synthetic, offline)",
 }
-IMAGE_SIZES = (32, 48, 64, 96, 128, 160)
 SYNTHETIC_NOTE = (
     "SYNTHETIC data: the demo set is generated cartoon cats and dogs, not photos. "
     "Use it to try the app offline; numbers on it say nothing about real images."
@@ -43,14 +42,17 @@ def data_settings() -> None:
         left, right = st.columns(2)
         count = left.number_input(
             "Number of images",
-            min_value=8,
-            max_value=10_000,
+            min_value=choices.MIN_IMAGES,
+            max_value=choices.MAX_IMAGES,
             step=40,
             value=count,
             key=state.widget_key("data", "count"),
         )
         size = right.select_slider(
-            "Image size (pixels)", options=IMAGE_SIZES, value=config.image_size, key=state.widget_key("data", "size")
+            "Image size (pixels)",
+            options=choices.IMAGE_SIZES,
+            value=config.image_size,
+            key=state.widget_key("data", "size"),
         )
         left.caption(
             "Demo set: images generated in all. Real dataset or folder: training images used "
@@ -65,9 +67,7 @@ def data_settings() -> None:
             value=config.indoor_probability,
             key=state.widget_key("data", "indoor"),
         )
-        seed = right.number_input(
-            "Seed", min_value=0, max_value=2**31 - 1, step=1, value=config.seed, key=state.widget_key("data", "seed")
-        )
+        seed = seed_input(right, "data", config.seed)
         applied = st.form_submit_button("Apply settings", type="primary", key=state.widget_key("data", "apply"))
     if not applied:
         return

@@ -6,11 +6,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import loaders, runs, state
-from app.widgets import EXCLUSIVE_NOTE, NUMBER, describe_data
+from app import loaders, runs, state, workspace
+from app.widgets import EXCLUSIVE_NOTE, NUMBER, describe_data, plain, read_only_notice
 from mlcore import datasets, metrics, plots
 from mlcore.config import RANDOM_LABEL
 
@@ -79,8 +80,12 @@ def _apply_target_rule(run: runs.Run) -> None:
 
 
 def threshold_controls(run: runs.Run) -> dict[str, float]:
-    """A global slider, one slider per label, and automatic choices made on the validation split."""
+    """A global slider, one slider per label, and automatic choices made on the validation split
+    (none for a shared run: it is shown at the thresholds its owner chose)."""
     current = state.thresholds(run)
+    if run.read_only:
+        read_only_notice(run)
+        return current
     st.slider(
         "Global threshold (sets every label)",
         0.0,
@@ -318,8 +323,9 @@ def _gallery_images(run: runs.Run, split: str):
         splits = loaders.load_splits(run.data_config)
     except (datasets.DatasetUnavailable, ValueError, OSError):
         return None
-    part = splits.validation if split == "validation" else splits.test
-    return part if len(part) == len(run.evaluation.split(split)) else None
+    part, scored = (splits.validation if split == "validation" else splits.test), run.evaluation.split(split)
+    same = len(part) == len(scored) and np.array_equal(part.targets, scored.y_true)
+    return part if same else None  # other data than the run was scored on: never mislabel an image
 
 
 def error_gallery(run: runs.Run, split: str, thresholds: dict[str, float]) -> None:
@@ -386,7 +392,7 @@ def error_gallery(run: runs.Run, split: str, thresholds: dict[str, float]) -> No
     )
     shown = members[(page - 1) * GALLERY_PER_PAGE : page * GALLERY_PER_PAGE]
     pictures = part.images[shown]
-    if explain_them:
+    if explain_them and workspace.ensure_model(run):
         from mlcore import explain  # deferred: importing TensorFlow costs seconds
 
         heat = explain.gradcam(run.model, pictures, index)
@@ -429,20 +435,22 @@ def score_loaded_run(run: runs.Run) -> None:
     """A loaded bundle has no test probabilities yet: score the current data's test split once."""
     config = dataclasses.replace(state.data_config(), image_size=run.image_size)
     st.info(
-        f"{run.title} has no evaluation yet. Score it on the validation and test splits of the current data "
+        f"{plain(run.label)} has no evaluation yet. Score it on the validation and test splits of the current data "
         f"({describe_data(config)})."
     )
     if st.button(
         "Score the validation and test splits with this model",
         key=state.widget_key("eval", "score"),
         icon=":material/calculate:",
-    ):
+    ) and workspace.ensure_model(run):
         try:
             with st.spinner("Predicting the validation and test splits once…"):
-                state.replace_run(run, runs.with_evaluation(run, loaders.load_splits(config), config))
+                scored = runs.with_evaluation(run, loaders.load_splits(config), config)
         except (datasets.DatasetUnavailable, ValueError, OSError) as error:
             st.error(str(error))
         else:
+            state.replace_run(run, scored)
+            workspace.keep_scores(scored)
             st.rerun()
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import runs, settings, state, uploads
-from app.widgets import EXCLUSIVE_NOTE
+from app import runs, settings, state, uploads, workspace
+from app.widgets import EXCLUSIVE_NOTE, plain
 from mlcore import plots, predict, store
 
 BADGE_COLORS = {"dog": "orange", "cat": "blue", "indoor": "green"}
@@ -16,17 +16,16 @@ IMAGE_TYPES = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
 
 
 def model_picker() -> runs.Run | None:
-    """Which of the session's models to use, when there is a choice."""
-    available = state.available_runs()
+    """Which of the session's models to use, when there is a choice (newest first)."""
+    available = {run.id: run for run in reversed(state.all_runs())}
     if len(available) > 1:
         key = state.widget_key("predict", "model")
-        state.move_widget(key, state.active_kind())  # follows a newly loaded bundle
-        st.radio(
+        state.move_widget(key, state.active_run().id)  # follows a newly loaded bundle
+        st.selectbox(
             "Model",
             list(available),
-            horizontal=True,
             key=key,
-            format_func=lambda kind: f"{available[kind].title} ({state.RUN_KINDS[kind]})",
+            format_func=lambda run_id: f"{available[run_id].label} ({state.RUN_KINDS[available[run_id].source]})",
             on_change=lambda: state.set_active(state.widget_value(key)),
         )
     return state.active_run()
@@ -48,11 +47,12 @@ def bundle_uploader(*, expanded: bool) -> None:
             with st.spinner("Checking and loading the bundle…"):
                 run, fresh = state.load_bundle(upload.file_id, upload.getvalue(), upload.name)
         except store.BundleError as error:
-            st.error(f"**{upload.name}**: {error}")
+            st.error(f"**{plain(upload.name)}**: {error}")
             return
         if fresh:
+            workspace.keep_bundle(run, upload.getvalue())
             st.rerun()  # redraw with the new model everywhere, the sidebar included
-        st.success(f"Loaded **{upload.name}**: labels {', '.join(run.label_names)}, {run.image_size} px images.")
+        st.success(f"Loaded **{plain(upload.name)}**: labels {', '.join(run.label_names)}, {run.image_size} px images.")
 
 
 def image_inputs() -> list[uploads.Source]:

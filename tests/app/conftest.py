@@ -48,6 +48,20 @@ class Ui:
         return AppTest.from_file(str(ENTRY), default_timeout=RUN_TIMEOUT).run()
 
     @staticmethod
+    def open_address(params: dict[str, str]) -> AppTest:
+        """A fresh browser session opened on an address with these query parameters
+        (after a server restart, too: the run store is all that is shared)."""
+        at = AppTest.from_file(str(ENTRY), default_timeout=RUN_TIMEOUT)
+        for key, value in params.items():
+            at.query_params[key] = value
+        return at.run()
+
+    @staticmethod
+    def address(at: AppTest) -> dict[str, str]:
+        """The query parameters the session's address bar shows now."""
+        return {key: (value[-1] if isinstance(value, list) else value) for key, value in at.query_params.items()}
+
+    @staticmethod
     def open_page(at: AppTest, name: str) -> AppTest:
         return at.switch_page(f"pages/{name}.py").run()
 

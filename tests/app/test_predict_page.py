@@ -203,11 +203,12 @@ def test_a_loaded_bundle_is_scored_once_on_the_evaluate_page(trained_app, bundle
 def test_with_a_trained_and_a_loaded_model_the_user_picks_one(trained_app, bundle, ui):
     at = ui.open_page(trained_app, "predict")
     at.file_uploader(key=ui.key(at, "predict", "bundle")).set_value(("run.zip", bundle, "application/zip")).run()
-    picker = at.radio(key=ui.key(at, "predict", "model"))
+    picker = at.selectbox(key=ui.key(at, "predict", "model"))
     assert len(picker.options) == 2
     assert state.active_kind(at.session_state) == "bundle"
+    assert state.bundle_run(at.session_state).stored is not None, "a loaded bundle is kept in the workspace too"
 
-    picker.set_value("trained").run()
+    picker.set_value(state.trained_run(at.session_state).id).run()
     assert state.active_kind(at.session_state) == "trained"
-    assert any("trained in this session" in caption.value for caption in at.sidebar.caption)
+    assert any("(trained)" in caption.value for caption in at.sidebar.caption)
     at.file_uploader(key=ui.key(at, "predict", "bundle")).set_value(None).run()

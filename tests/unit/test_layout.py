@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_no_page_module_imports_tensorflow():
-    modules = ["app.frame", "app.navigation", "app.state", "app.uploads", "app.runs", "app.jobs"]
+    modules = ["app.frame", "app.navigation", "app.state", "app.uploads", "app.runs", "app.jobs", "app.workspace"]
+    modules += ["app.address", "app.summary", "app.choices"]
     modules += [f"app.views.{path.stem}" for path in (ROOT / "app" / "views").glob("*.py") if path.stem != "__init__"]
     loaded = "sorted(m for m in ('keras', 'tensorflow') if m in sys.modules)"
     code = f"import sys; import {', '.join(modules)}; print({loaded})"

@@ -18,7 +18,9 @@ SIZE = 32
 @pytest.fixture(scope="module")
 def run():
     network = model.build_model((SIZE, SIZE, 3), len(LABELS), architecture="seed")
-    return runs.Run(model=network, label_names=LABELS, image_size=SIZE, source="trained", title="t", metadata={})
+    return runs.Run(
+        model_ref=runs.ModelRef(network), label_names=LABELS, image_size=SIZE, source="trained", title="t", metadata={}
+    )
 
 
 def photo(seed: int, size=(900, 600)) -> bytes:
@@ -85,7 +87,9 @@ def test_files_are_scored_once_and_the_cache_keeps_the_current_upload(run, photo
 def test_another_models_results_are_dropped(run, photos):
     cache: dict = {}
     uploads.score(run, photos[:3], cache)
-    other = runs.Run(model=run.model, label_names=LABELS, image_size=SIZE, source="bundle", title="o", metadata={})
+    other = runs.Run(
+        model_ref=runs.ModelRef(run.model), label_names=LABELS, image_size=SIZE, source="bundle", title="o", metadata={}
+    )
     uploads.score(other, photos[:2], cache)
     assert {key[0] for key in cache} == {other.id}
     assert len(cache) == 2
