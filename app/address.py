@@ -23,6 +23,7 @@ from mlcore.config import DataConfig, TrainConfig
 WORKSPACE = "ws"
 SHARE = "run"
 ACTIVE = "active"
+PRIVATE = (WORKSPACE, SHARE, ACTIVE)  # what a setup link leaves out, with the thresholds (a run's own)
 THRESHOLD_PREFIX = "thr."
 CONFIGS = {"data": DataConfig, "train": TrainConfig}
 SERVER_ONLY = {"data_dir"}  # where the server keeps its data: never taken from a URL
@@ -75,6 +76,11 @@ def _parse(text: str, kind: object) -> object:
     return text
 
 
+def _short(text: str, limit: int = 60) -> str:
+    """A value from an address, cut short for a message."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def encode(data_config: DataConfig, train_config: TrainConfig, thresholds: dict[str, float]) -> dict[str, str]:
     """The settings part of the query string: fields that differ from the defaults, and thresholds."""
     params = {}
@@ -95,18 +101,18 @@ def _config(prefix: str, kind: type, params: dict[str, str], problems: list[str]
             continue
         name = key[len(prefix) + 1 :]
         if name not in fields:
-            problems.append(f"`{key}` is not a {prefix} setting.")
+            problems.append(f"{_short(key)} is not a {prefix} setting.")
             continue
         try:
             values[name] = _parse(text, fields[name])
         except ValueError as error:
-            problems.append(f"`{key}`: {error}.")
+            problems.append(f"{_short(key)}: {_short(str(error))}.")
     if not values:
         return None
     try:
         return kind(**values)
     except ValueError as error:
-        problems.append(f"The {prefix} settings in the address were not used: {error}.")
+        problems.append(f"the {prefix} settings were not used: {_short(str(error))}.")
         return None
 
 
@@ -121,12 +127,12 @@ def decode(params: dict[str, str]) -> Setup:
             try:
                 value = _parse(text, float)
             except ValueError as error:
-                problems.append(f"`{key}`: {error}.")
+                problems.append(f"{_short(key)}: {_short(str(error))}.")
                 continue
             if 0.0 <= value <= 1.0:
                 thresholds[key[len(THRESHOLD_PREFIX) :]] = round(value, 2)
             else:
-                problems.append(f"`{key}`: a threshold must be between 0 and 1, not {text}.")
+                problems.append(f"{_short(key)}: a threshold must be between 0 and 1, not {_short(text)}.")
     return Setup(data_config, train_config, thresholds, problems)
 
 

@@ -27,7 +27,7 @@ def page_frame(page_file: str) -> None:
     state.collect_finished_job()
     workspace.sync()
     for kind, text in state.pop_notices():
-        NOTICE_STYLES[kind](text)
+        NOTICE_STYLES[kind](plain(text))  # they may repeat what an address held: text, never Markdown
     sidebar()
 
 

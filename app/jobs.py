@@ -242,6 +242,10 @@ class TrainingJob:
         self._update(phase="scoring")
         run = runs.from_training(result, splits, self.data_config, self.train_config)
         if self._keep is not None:  # here, not in a script run: saving a model takes a moment
-            run, self.keep_message = self._keep(run)
+            try:
+                run, self.keep_message = self._keep(run)
+            except Exception as error:  # keeping the run is best effort: it never costs the run itself
+                logger.exception("keeping the run failed")
+                self.keep_message = f"This run is kept for this session only: storing it failed ({error})."
         self._run = run
         self._update(phase="stopped" if result.stopped else "finished", elapsed=time.perf_counter() - started)

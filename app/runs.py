@@ -28,23 +28,29 @@ DEFAULT_ORIGIN = metrics.threshold_origin("default")
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class SplitScores:
-    """One split's targets and probabilities with their threshold-free results."""
+    """One split's targets and probabilities with their threshold-free results, each computed
+    once, when first asked for (a workspace of many runs opens without computing them all)."""
 
     y_true: np.ndarray
     y_score: np.ndarray
-    sweep: pd.DataFrame
-    ranking: pd.DataFrame
-    curves: dict[str, metrics.Curves]  # ROC and precision-recall per label (labels with both classes)
+    labels: tuple[str, ...]
 
     @classmethod
     def compute(cls, y_true: np.ndarray, y_score: np.ndarray, labels: tuple[str, ...]) -> SplitScores:
-        return cls(
-            y_true=y_true,
-            y_score=y_score,
-            sweep=metrics.threshold_sweep(y_true, y_score, labels=labels),
-            ranking=metrics.ranking_scores(y_true, y_score, labels=labels),
-            curves=metrics.label_curves(y_true, y_score, labels=labels),
-        )
+        return cls(y_true=y_true, y_score=y_score, labels=labels)
+
+    @functools.cached_property
+    def sweep(self) -> pd.DataFrame:
+        return metrics.threshold_sweep(self.y_true, self.y_score, labels=self.labels)
+
+    @functools.cached_property
+    def ranking(self) -> pd.DataFrame:
+        return metrics.ranking_scores(self.y_true, self.y_score, labels=self.labels)
+
+    @functools.cached_property
+    def curves(self) -> dict[str, metrics.Curves]:
+        """ROC and precision-recall per label (labels with both classes)."""
+        return metrics.label_curves(self.y_true, self.y_score, labels=self.labels)
 
     def __len__(self) -> int:
         return len(self.y_true)
@@ -69,6 +75,27 @@ class Evaluation:
         """From ``(y_true, y_score)`` pairs; a validation split without examples counts as none."""
         chooser = SplitScores.compute(*validation, labels) if validation is not None and len(validation[0]) else None
         return cls(test=SplitScores.compute(*test, labels), validation=chooser, labels=labels)
+
+    @functools.cached_property
+    def boards(self) -> dict[tuple, dict[str, float]]:
+        """Scoreboards already computed, by thresholds (see :meth:`scoreboard`)."""
+        return {}
+
+    def scoreboard(self, thresholds: dict[str, float]) -> dict[str, float]:
+        """Test ROC-AUC per label, and F1 per label, micro and macro F1 at ``thresholds``; each set of
+        thresholds is scored once (the Runs and Compare pages show many runs on every rerun)."""
+        key = tuple(thresholds[label] for label in self.labels)
+        if key not in self.boards:
+            test, labels = self.test, self.labels
+            report = metrics.classification_report_frame(test.y_true, test.y_score, threshold=thresholds, labels=labels)
+            summary = metrics.summary_scores(test.y_true, test.y_score, threshold=thresholds, labels=labels)
+            board = {f"ROC-AUC {label}": float(test.ranking["roc_auc"][label]) for label in labels}
+            board.update({f"F1 {label}": float(report.loc[label, "f1-score"]) for label in labels})
+            board.update({"micro F1": summary["micro_f1"], "macro F1": summary["macro_f1"]})
+            if len(self.boards) >= 64:  # a session that tried many thresholds keeps the latest ones
+                self.boards.clear()
+            self.boards[key] = board
+        return dict(self.boards[key])
 
     def split(self, name: str) -> SplitScores:
         """``"test"`` or ``"validation"``; the test split when the other is missing."""
@@ -114,13 +141,25 @@ class ModelRef:
             if self._load is not None:
                 self._model = None
 
+    def drop(self) -> None:
+        """Let go of the model for good; :meth:`get` then says so."""
+        with self._lock:
+            if self._load is None:
+                self._load = functools.partial(_model_not_kept)
+            self._model = None
+
+
+def _model_not_kept() -> Any:
+    raise store.BundleError("This run's model was not kept (this server keeps no runs, and newer runs took its place).")
+
 
 @dataclasses.dataclass(frozen=True)
 class Stored:
-    """Where a run lives in the run store: its id there and its share token."""
+    """Where a run lives in the run store: its id there, its share token and where it came from."""
 
     run_id: str
     share_token: str
+    source: str = "trained"  # "trained" or "bundle", also for a run opened by a share link
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -214,6 +253,29 @@ def trained_title(train_config: TrainConfig, epochs_completed: int, stopped: boo
     return f"{train_config.architecture} CNN, {state} {epochs_completed}/{train_config.epochs} epochs"
 
 
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def clean_metadata(metadata: dict) -> dict:
+    """A bundle's ``run.json`` with the fields pages read put in shape: a bundle from elsewhere may hold
+    anything there, and a shared bundle is shown to people who did not choose it."""
+    clean = dict(metadata)
+    for key in ("train_config", "data_config", "split_sizes"):
+        clean[key] = metadata.get(key) if isinstance(metadata.get(key), dict) else {}
+    clean["split_sizes"] = {k: int(v) for k, v in clean["split_sizes"].items() if _number(v) is not None and v >= 0}
+    history = metadata.get("history") if isinstance(metadata.get("history"), dict) else {}
+    clean["history"] = {
+        key: [float(v) for v in values]
+        for key, values in history.items()
+        if isinstance(key, str) and isinstance(values, list) and all(_number(v) is not None for v in values)
+    }
+    clean["train_seconds"] = _number(metadata.get("train_seconds"))
+    completed = _number(metadata.get("epochs_completed"))
+    clean["epochs_completed"] = int(completed) if completed is not None and completed >= 0 else None
+    return clean
+
+
 def _config(kind: type, values: object) -> Any:
     """A config rebuilt from a bundle's run.json, or ``None`` when it is missing or not valid."""
     try:
@@ -226,7 +288,7 @@ def from_stored(loaded: runstore.LoadedRun, load_model: Callable[[], Any], *, sh
     """A run read back from the run store; its model is read by ``load_model`` on first use.
     ``shared``: opened by a share link, so it is shown read-only. Raises ``store.BundleError``."""
     entry = loaded.entry
-    metadata = store.read_metadata(loaded.bundle)
+    metadata = clean_metadata(store.read_metadata(loaded.bundle))
     labels = tuple(metadata["labels"])
     metadata["thresholds"] = usable_thresholds(entry.thresholds or metadata.get("thresholds"), labels)
     metadata["threshold_origin"] = entry.threshold_origin or metadata.get("threshold_origin") or {}
@@ -240,9 +302,7 @@ def from_stored(loaded: runstore.LoadedRun, load_model: Callable[[], Any], *, sh
     data_config = _config(DataConfig, entry.scored_on or metadata.get("data_config"))
     train_config = _config(TrainConfig, metadata.get("train_config"))
     if entry.source == "trained" and train_config is not None:
-        title = trained_title(
-            train_config, int(metadata.get("epochs_completed", 0)), bool(metadata.get("stopped_early"))
-        )
+        title = trained_title(train_config, metadata.get("epochs_completed") or 0, bool(metadata.get("stopped_early")))
     else:
         title = "loaded bundle"
     return Run(
@@ -256,7 +316,7 @@ def from_stored(loaded: runstore.LoadedRun, load_model: Callable[[], Any], *, sh
         data_config=data_config if evaluation is not None else None,
         train_config=train_config,
         name=entry.name,
-        stored=Stored(entry.run_id, entry.share_token),
+        stored=Stored(entry.run_id, entry.share_token, entry.source),
         id=("shared-" if shared else "") + entry.run_id,
     )
 
@@ -293,7 +353,7 @@ def from_bundle(bundle: store.RunBundle, file_name: str) -> Run:
         image_size=bundle.image_size,
         source="bundle",
         title="loaded bundle",
-        metadata=bundle.metadata,
+        metadata=clean_metadata(bundle.metadata),
         name=file_name,
     )
 
@@ -342,13 +402,17 @@ def bundle_file_name(run: Run) -> str:
     return f"mlcore-run-{architecture}-{run.id}.zip"
 
 
+def _or_unknown(value: object) -> object:
+    return "?" if value is None else value
+
+
 def settings_of(run: Run) -> dict[str, object]:
     """The settings that shaped a run, by name, as the Runs and Compare pages list them."""
     train = run.metadata.get("train_config") or {}
     data = run.metadata.get("data_config") or {}
     return {
         "architecture": run.metadata.get("architecture", train.get("architecture", "")),
-        "epochs": f"{run.metadata.get('epochs_completed', '?')}/{train.get('epochs', '?')}",
+        "epochs": f"{_or_unknown(run.metadata.get('epochs_completed'))}/{_or_unknown(train.get('epochs'))}",
         "batch size": train.get("batch_size"),
         "learning rate": train.get("learning_rate"),
         "augmentation": train.get("augmentation"),
@@ -358,7 +422,7 @@ def settings_of(run: Run) -> dict[str, object]:
         "image size": run.image_size,
         "indoor p": data.get("indoor_probability"),
         "data seed": data.get("seed"),
-        "training time (s)": round(float(run.metadata.get("train_seconds", float("nan"))), 1),
+        "training time (s)": round(_number(run.metadata.get("train_seconds")) or float("nan"), 1),
     }
 
 
@@ -367,10 +431,4 @@ def scoreboard(run: Run, thresholds: dict[str, float]) -> dict[str, float]:
     names = [f"ROC-AUC {label}" for label in run.label_names] + [f"F1 {label}" for label in run.label_names]
     if run.evaluation is None:
         return dict.fromkeys([*names, "micro F1", "macro F1"], float("nan"))
-    test, labels = run.evaluation.test, run.label_names
-    report = metrics.classification_report_frame(test.y_true, test.y_score, threshold=thresholds, labels=labels)
-    summary = metrics.summary_scores(test.y_true, test.y_score, threshold=thresholds, labels=labels)
-    board = {f"ROC-AUC {label}": float(test.ranking["roc_auc"][label]) for label in labels}
-    board.update({f"F1 {label}": float(report.loc[label, "f1-score"]) for label in labels})
-    board.update({"micro F1": summary["micro_f1"], "macro F1": summary["macro_f1"]})
-    return board
+    return run.evaluation.scoreboard(thresholds)

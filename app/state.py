@@ -49,6 +49,7 @@ LEGACY_RUNS = "mlapp.legacy_runs"  # page runs that skipped the entry script so 
 PREDICTIONS = "mlapp.predictions"  # {(run id, file digest): uploads.Scored}
 EXPLANATIONS = "mlapp.explanations"  # {(run id, file digest, label): Grad-CAM card JPEG}
 MAX_EXPLANATIONS = 48
+MAX_UNSTORED_MODELS = 3  # models of runs the store does not keep, held per session
 RUN_KINDS = {"trained": "trained", "bundle": "loaded from a bundle", "shared": "shared with you, read-only"}
 
 
@@ -232,10 +233,16 @@ def job_message() -> tuple[str, str] | None:
 # --- runs and thresholds --------------------------------------------------------------------
 
 
-def add_run(run: runs.Run) -> None:
-    """Keep a run in the session (last in the list) and make it the active one."""
+def add_run(run: runs.Run, *, activate: bool = True) -> None:
+    """Keep a run in the session (last in the list) and make it the active one. Of the runs the store
+    does not keep, only the newest few keep their model in memory."""
     st.session_state[RUNS][run.id] = run
-    set_active(run.id)
+    unstored = [other for other in st.session_state[RUNS].values() if other.stored is None and other.model_ref.loaded]
+    for old in unstored[:-MAX_UNSTORED_MODELS]:
+        old.model_ref.drop()
+    if activate or active_run() is None:
+        set_active(run.id)
+    renew_widgets("runs")  # a selection in the runs table must not outlive the rows it pointed at
 
 
 def all_runs(session: Session | None = None) -> list[runs.Run]:
@@ -269,10 +276,13 @@ def set_active(run_id: str) -> None:
 
 
 def remove_run(run_id: str) -> None:
-    """Drop a run from the session; the newest remaining one becomes active if it was."""
+    """Drop a run and what the session kept for it; the newest remaining one becomes active if it was."""
     st.session_state[RUNS].pop(run_id, None)
+    for per_run in (THRESHOLDS, GLOBAL_THRESHOLD, THRESHOLD_ORIGINS, SAVED_THRESHOLDS):
+        st.session_state[per_run].pop(run_id, None)
     if st.session_state[ACTIVE] == run_id:
         st.session_state[ACTIVE] = next(reversed(st.session_state[RUNS]), None)
+    renew_widgets("runs")
 
 
 def trained_run(session: Session | None = None) -> runs.Run | None:

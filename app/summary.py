@@ -19,7 +19,8 @@ def run_summary(run: runs.Run) -> None:
         st.warning("This model was trained on the SYNTHETIC demo set.", icon=":material/draw:")
     columns = st.columns([2, 2, 3, 3])
     epochs = meta.get("train_config", {}).get("epochs", "?")
-    columns[0].metric("Epochs", f"{meta.get('epochs_completed', '?')}/{epochs}")
+    completed = meta.get("epochs_completed")
+    columns[0].metric("Epochs", f"{'?' if completed is None else completed}/{epochs}")
     columns[1].metric("Training time", seconds(meta.get("train_seconds")))
     sizes = meta.get("split_sizes", {})
     columns[2].metric(
@@ -36,8 +37,10 @@ def run_summary(run: runs.Run) -> None:
     if run.history:
         st.plotly_chart(plots.training_curves(run.history), key=state.element_key("chart", "final_curves"))
         label_auc_table(run)
-    else:
+    elif run.train_config is not None and (run.source == "trained" or run.metadata.get("stopped_early")):
         st.info("No epoch finished before the stop, so there are no curves; the partial model is still usable.")
+    else:
+        st.info("This bundle holds no training history, so there are no curves.")
     bundle_download(run)
 
 
@@ -63,10 +66,13 @@ def label_auc_table(run: runs.Run) -> None:
 
 
 def bundle_download(run: runs.Run) -> None:
+    if run.stored is None and not run.model_ref.loaded:
+        st.caption("Its model was not kept (this server keeps no runs), so it cannot be downloaded any more.")
+        return
     thresholds, origins = state.thresholds(run), state.threshold_origins(run)
     st.download_button(
         "Download the run bundle (.zip)",
-        data=lambda: workspace.bundle_bytes(run, thresholds, origins),
+        data=workspace.bundle_maker(run, thresholds, origins),
         file_name=runs.bundle_file_name(run),
         mime="application/zip",
         on_click="ignore",

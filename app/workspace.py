@@ -10,6 +10,7 @@ cannot be read or written costs the session its history, with a message, not its
 from __future__ import annotations
 
 import dataclasses
+import urllib.parse
 from collections.abc import Callable
 
 import streamlit as st
@@ -77,7 +78,13 @@ def start() -> None:
     _apply_setup(params)
 
 
-def _restore(token: str) -> None:
+def refresh() -> None:
+    """Add the workspace's stored runs this session does not hold yet (one whose training went on
+    while the page was reloaded, or one kept by another tab), without changing the active run."""
+    _restore(state.workspace_token(), activate=False)
+
+
+def _restore(token: str, *, activate: bool = True) -> None:
     run_store_ = run_store()
     if run_store_ is None:
         return
@@ -86,12 +93,15 @@ def _restore(token: str) -> None:
     except OSError as error:
         state.post_notice("error", f"The run store could not be read ({error}); runs are kept for this session only.")
         return
+    held = {run.stored.run_id for run in state.all_runs() if run.stored is not None and not run.read_only}
     for entry in entries:
+        if entry.run_id in held:
+            continue
         try:
-            state.add_run(_stored_run(run_store_, entry.run_id))
+            state.add_run(_stored_run(run_store_, entry.run_id), activate=activate)
         except Exception as error:  # damage of any kind costs that run, never the session
             problems.append(f"Stored run {entry.name!r} could not be read and was skipped ({error}).")
-    for problem in problems:
+    for problem in problems if activate else ():  # said once, when the session starts
         state.post_notice("warning", problem)
 
 
@@ -126,14 +136,22 @@ def _apply_setup(params: dict[str, str]) -> None:
             problems.append(f"the training settings were not used: {problem}.")
         else:
             state.set_train_config(setup.train_config)
-    if (wanted := params.get(address.ACTIVE)) and state.run_by_id(wanted) is not None:
+    wanted = params.get(address.ACTIVE)
+    if wanted and state.run_by_id(wanted) is not None:
         state.set_active(wanted)
+    elif setup.thresholds and state.all_runs():  # meant for a run that is gone: never put on another one
+        problems.append("its thresholds belong to a run that is not in this workspace.")
+        return _report(problems)
     run = state.active_run()
     if run is not None and not run.read_only:
         values = {label: value for label, value in setup.thresholds.items() if label in run.label_names}
         changed = {label: value for label, value in values.items() if state.thresholds(run)[label] != value}
         if changed:
             state.set_thresholds(run, changed, metrics.threshold_origin("manual", split=state.eval_split()))
+    _report(problems)
+
+
+def _report(problems: list[str]) -> None:
     for problem in problems:
         state.post_notice("warning", f"Part of this address was not used: {problem}")
 
@@ -195,7 +213,7 @@ def keeper() -> jobs.Keeper:
             data = bundle if bundle is not None else runs.bundle_bytes(run, run.default_thresholds)
             entry = run_store_.save(
                 token,
-                name=run.label,
+                name=run.name or run.title,
                 source=run.source,
                 bundle=data,
                 scores=runs.split_scores(run),
@@ -205,7 +223,7 @@ def keeper() -> jobs.Keeper:
         except STORE_ERRORS as error:
             return run, f"This run is kept for this session only: the run store could not keep it ({error})."
         reference = runs.ModelRef(run.model_ref.get(), load=_model_loader(run_store_, entry.run_id))
-        stored = runs.Stored(entry.run_id, entry.share_token)
+        stored = runs.Stored(entry.run_id, entry.share_token, entry.source)
         return dataclasses.replace(run, model_ref=reference, stored=stored, name=entry.name, id=entry.run_id), None
 
     return keep
@@ -223,7 +241,7 @@ def keep_bundle(run: runs.Run, data: bytes) -> None:
 
 def keep_scores(run: runs.Run) -> None:
     """Store the probabilities of a run scored after it was stored (a loaded bundle)."""
-    if run.stored is None or (run_store_ := run_store()) is None:
+    if run.stored is None or run.read_only or (run_store_ := run_store()) is None:
         return
     try:
         scored_on = config.to_dict(run.data_config) if run.data_config is not None else None
@@ -261,38 +279,52 @@ def copy_shared(run: runs.Run) -> None:
     run_store_ = run_store()
     if run_store_ is None or run.stored is None:
         return
-    source = "trained" if run.train_config is not None and run.history else "bundle"
     try:
         entry = run_store_.save(
             state.workspace_token(),
-            name=run.label,
-            source=source,
+            name=run.name or run.title,
+            source=run.stored.source,
             bundle=run_store_.bundle_path(run.stored.run_id).read_bytes(),
             scores=runs.split_scores(run),
             thresholds=state.thresholds(run),
             threshold_origin=state.threshold_origins(run),
+            scored_on=config.to_dict(run.data_config) if run.data_config is not None else None,
         )
         state.add_run(_stored_run(run_store_, entry.run_id))
-    except STORE_ERRORS as error:
+    except Exception as error:  # damage of any kind: a message, never a broken page
         state.post_notice("error", f"The run could not be copied ({error}).")
 
 
-def bundle_bytes(run: runs.Run, thresholds: dict[str, float], origins: dict[str, dict]) -> bytes:
-    """The run's bundle with these thresholds: a stored run's model file is copied, not loaded and saved again."""
+def bundle_maker(run: runs.Run, thresholds: dict[str, float], origins: dict[str, dict]) -> Callable[[], bytes]:
+    """What makes the run's bundle with these thresholds when a download asks for it (outside the script
+    run, so the store is looked up now). A stored run's model file is copied, never loaded and saved again."""
     run_store_ = run_store()
-    if run.stored is not None and run_store_ is not None:
-        try:
-            return store.with_metadata(
-                run_store_.bundle_path(run.stored.run_id), runs.bundle_metadata(run, thresholds, origins)
-            )
-        except (store.BundleError, OSError):
-            pass  # dropped or damaged meanwhile: save the model the session holds
-    return runs.bundle_bytes(run, thresholds, origins)
+    path = run_store_.bundle_path(run.stored.run_id) if run.stored is not None and run_store_ is not None else None
+
+    def make() -> bytes:
+        if path is not None:
+            try:
+                return store.with_metadata(path, runs.bundle_metadata(run, thresholds, origins))
+            except (store.BundleError, OSError):
+                pass  # dropped or damaged meanwhile: save the model the session holds
+        return runs.bundle_bytes(run, thresholds, origins)
+
+    return make
 
 
 def share_link(run: runs.Run) -> str | None:
     """The address that opens ``run`` read-only for anyone who has it (``None``: not stored)."""
     if run.stored is None:
         return None
-    base = st.context.url or ""
-    return f"{base}?{address.SHARE}={run.stored.share_token}"
+    return f"{st.context.url or ''}?{address.SHARE}={run.stored.share_token}"
+
+
+def setup_link() -> str:
+    """This page's address with the settings and thresholds but without the workspace key: it gives
+    the setup, not the runs."""
+    params = {
+        key: value
+        for key, value in address.read().items()
+        if key not in address.PRIVATE and not key.startswith(address.THRESHOLD_PREFIX)
+    }
+    return f"{st.context.url or ''}?{urllib.parse.urlencode(params)}"

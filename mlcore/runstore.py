@@ -42,6 +42,7 @@ import numpy as np
 from mlcore.store import write_atomic
 
 TOKEN_BYTES = 24
+TOKEN_LENGTH = 32  # characters of token_urlsafe(TOKEN_BYTES)
 INDEX = "index.json"
 BUNDLE = "bundle.zip"
 SCORES = "scores.npz"
@@ -72,7 +73,7 @@ def looks_like_token(text: object) -> bool:
     """A string that could be one of our tokens (so junk from a URL is never looked up)."""
     return (
         isinstance(text, str)
-        and 20 <= len(text) <= 64
+        and len(text) == TOKEN_LENGTH
         and all(c.isascii() and (c.isalnum() or c in "-_") for c in text)
     )
 
@@ -137,6 +138,18 @@ def _read_scores(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return scores
 
 
+def _oldest_over(rows: dict[str, dict], max_runs: int, max_bytes: int, keep: str) -> list[str]:
+    """The oldest rows (never ``keep``) whose removal brings ``rows`` within the caps."""
+    count, total, over = len(rows), sum(row["bytes"] for row in rows.values()), []
+    for run_id in sorted(rows, key=lambda key: rows[key]["created"]):
+        if count <= max_runs and total <= max_bytes:
+            break
+        if run_id != keep:
+            count, total = count - 1, total - rows[run_id]["bytes"]
+            over.append(run_id)
+    return over
+
+
 def _valid_row(run_id: object, row: object) -> bool:
     """An index row the store can rely on; anything else (hand edits, damage) is left out."""
     return (
@@ -157,11 +170,24 @@ def _valid_row(run_id: object, row: object) -> bool:
 class RunStore:
     """Runs of all workspaces under one folder; safe to share between sessions of one server."""
 
-    def __init__(self, root: Path | str, *, max_runs: int = 200, max_bytes: int = 2 * 1024**3):
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        max_runs: int = 200,
+        max_bytes: int = 2 * 1024**3,
+        workspace_runs: int | None = None,
+        workspace_bytes: int | None = None,
+    ):
+        """``max_runs`` and ``max_bytes`` cap the whole store; ``workspace_runs`` and ``workspace_bytes``
+        (default: a quarter of each) cap one workspace, whose own oldest runs go first, so that one
+        visitor cannot push everyone else's runs out."""
         if max_runs < 1 or max_bytes < 1:
             raise ValueError(f"the store needs room for at least one run, got {max_runs} runs, {max_bytes} bytes")
         self.root = Path(root).expanduser()
         self.max_runs, self.max_bytes = int(max_runs), int(max_bytes)
+        self.workspace_runs_cap = int(workspace_runs or max(1, max_runs // 4))
+        self.workspace_bytes_cap = int(workspace_bytes or max(1, max_bytes // 4))
         with _FOLDER_LOCKS_GUARD:  # two objects on one folder (new limits, a cleared cache) still take turns
             self._lock = _FOLDER_LOCKS.setdefault(self.root.resolve(), threading.Lock())
 
@@ -172,8 +198,8 @@ class RunStore:
         path = self.root / INDEX
         try:
             index = json.loads(path.read_text())
-        except FileNotFoundError:
-            return {}
+        except FileNotFoundError:  # a first run, or an index lost: the runs on disk still count
+            return self._rebuild_index() if (self.root / "runs").is_dir() else {}
         except (OSError, ValueError, RecursionError):
             return self._rebuild_index()
         if not isinstance(index, dict):
@@ -207,9 +233,11 @@ class RunStore:
         scores: dict[str, tuple[np.ndarray, np.ndarray]],
         thresholds: dict,
         threshold_origin: dict,
+        scored_on: dict | None = None,
     ) -> StoredRun:
         """Keep a run for a workspace; returns its entry (with its new share token).
-        ``scores`` may be empty (a bundle not scored yet). Raises :class:`StoreError` or ``OSError``."""
+        ``scores`` may be empty (a bundle not scored yet); ``scored_on`` is the data config of scores
+        that are not the bundle's own. Raises :class:`StoreError` or ``OSError``."""
         run_id, share = secrets.token_hex(RUN_ID_LENGTH // 2), new_token()
         score_bytes = scores_bytes(scores) if scores else b""
         size = len(bundle) + len(score_bytes)
@@ -224,6 +252,7 @@ class RunStore:
             "source": source,
             "thresholds": thresholds,
             "threshold_origin": threshold_origin,
+            "scored_on": scored_on,
         }
         staging = Path(tempfile.mkdtemp(dir=self._ensure_root(), prefix=".new-"))
         try:
@@ -247,9 +276,10 @@ class RunStore:
         return self._stored(run_id, entry)
 
     def _check_size(self, size: int) -> None:
-        if size > self.max_bytes:
+        if size > min(self.max_bytes, self.workspace_bytes_cap):
             raise StoreError(
-                f"This run takes {size / 2**20:.1f} MB, more than the store's whole {self.max_bytes / 2**20:.1f} MB."
+                f"This run takes {size / 2**20:.1f} MB, more than the store keeps for a workspace "
+                f"({min(self.max_bytes, self.workspace_bytes_cap) / 2**20:.1f} MB)."
             )
 
     def set_scores(
@@ -283,15 +313,16 @@ class RunStore:
         return self.root
 
     def _commit(self, index: dict[str, dict], *, keep: str) -> None:
-        """Save the index without the oldest runs (never ``keep``, the run just written) that take the
-        store over its cap, then delete their files: a failed save deletes nothing."""
-        dropped, total = [], sum(row["bytes"] for row in index.values())
-        for run_id in sorted(index, key=lambda key: index[key]["created"]):
-            if len(index) <= self.max_runs and total <= self.max_bytes:
-                break
-            if run_id != keep:
-                total -= index.pop(run_id)["bytes"]
-                dropped.append(run_id)
+        """Save the index without the oldest runs (never ``keep``, the run just written) that take its
+        workspace, then the store, over their caps; then delete their files (a failed save deletes nothing)."""
+        workspace = index[keep]["workspace"]
+        own = {run_id: row for run_id, row in index.items() if row["workspace"] == workspace}
+        dropped = _oldest_over(own, self.workspace_runs_cap, self.workspace_bytes_cap, keep)
+        for run_id in dropped:
+            del index[run_id]
+        dropped += _oldest_over(index, self.max_runs, self.max_bytes, keep)
+        for run_id in dropped:
+            index.pop(run_id, None)
         self._save_index(index)
         for run_id in dropped:
             shutil.rmtree(self.root / "runs" / run_id, ignore_errors=True)
@@ -306,8 +337,11 @@ class RunStore:
 
     def _change_entry(self, run_id: str, **changes) -> dict:
         path = self.root / "runs" / run_id / ENTRY
-        entry = json.loads(path.read_text())
-        entry.update(changes)
+        try:
+            entry = json.loads(path.read_text())
+            entry.update(changes)
+        except (ValueError, TypeError, AttributeError, RecursionError) as error:
+            raise StoreError(f"the stored run's entry is damaged ({error})") from error
         write_atomic(path, json.dumps(entry, default=float).encode())
         return entry
 

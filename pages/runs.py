@@ -14,6 +14,8 @@ st.caption(
 )
 if workspace.run_store() is None:
     st.info("This server keeps no runs (its run store is off): runs last as long as this browser tab.")
+view.setup_link()
+workspace.refresh()
 items = state.all_runs()
 if not items:
     st.info("No runs yet in this workspace. Train one, or load a run bundle on the Predict page.")

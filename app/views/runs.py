@@ -44,10 +44,21 @@ def runs_table(items: list[runs.Run]) -> None:
         column_config={column: NUMBER(format="%.3f") for column in scores},
     )
     rows = event.selection.rows if event is not None else []
-    if rows and items[rows[0]] is not state.active_run():
-        state.set_active(items[rows[0]].id)
-        state.renew_widgets("runs")  # a fresh table: the active mark shows the choice
+    if rows:  # a click is an event: the next table starts unselected, the active mark shows the choice
+        state.renew_widgets("runs")
+        if 0 <= rows[0] < len(items):
+            state.set_active(items[rows[0]].id)
         st.rerun()
+
+
+def setup_link() -> None:
+    """The current data and training settings as a link without the workspace key."""
+    with st.expander("Setup link: these settings, without your runs", icon=":material/link:"):
+        st.caption(
+            "Opens the app with the current data and training settings in a new, empty workspace. "
+            "The address bar itself also holds your workspace key: give it only to people who may change your runs."
+        )
+        st.code(workspace.setup_link(), language=None)
 
 
 def _renamed(run: runs.Run, key: str) -> None:

@@ -15,6 +15,7 @@ from PIL import Image
 from sklearn.metrics import f1_score, roc_auc_score
 
 from app import runs, state, workspace
+from app.widgets import plain
 from mlcore import predict, runstore
 
 LABELS = ("dog", "cat", "indoor")
@@ -121,9 +122,9 @@ def test_the_address_carries_the_settings_into_a_fresh_session(two_runs, ui):
     bad = ui.open_address({"data.demo_images": "1000000000", "train.epochs": "lots", "train.batch_size": "7"})
     assert not bad.exception
     warnings = " ".join(warning.value for warning in bad.warning)
-    assert "demo_images must be between 8 and 100,000" in warnings  # not a billion generated images
-    assert "`train.epochs`" in warnings
-    assert "batch size 7 is not one of 8, 16, 32, 64, 128" in warnings
+    assert plain("demo_images must be between 8 and 100,000") in warnings  # not a billion generated images
+    assert plain("train.epochs: invalid literal") in warnings
+    assert plain("batch size 7 is not one of 8, 16, 32, 64, 128") in warnings
     assert state.data_config(bad.session_state).demo_images == 800, "the defaults stay"
     assert state.train_config(bad.session_state).batch_size == 32
     for page in ("data", "train"):  # and the forms still draw
@@ -194,7 +195,7 @@ def test_with_the_store_off_runs_stay_in_the_session_without_links(two_runs, ui,
     ui.open_page(at, "runs")
     assert any("keeps no runs" in info.value for info in at.info)
     assert list(at.dataframe[0].value["kept"]) == ["this session only"]
-    assert not at.code, "no share link without a store"
+    assert not [code for code in at.code if "?run=" in code.value], "no share link without a store"
 
 
 def test_a_name_chosen_by_the_owner_is_shown_as_text_to_the_visitor(two_runs, ui):
@@ -238,21 +239,74 @@ def test_damaged_stored_values_cost_only_the_damaged_run(two_runs, ui):
 
 
 def test_a_row_click_activates_a_run_and_deleting_it_removes_it_everywhere(two_runs, ui):
-    at = ui.open_page(two_runs, "runs")
+    """In a workspace of its own: two loaded bundles, named after their files."""
+    bundle = runs.bundle_bytes(state.active_run(two_runs.session_state), {"dog": 0.5, "cat": 0.5, "indoor": 0.5})
+    at = ui.open_page(ui.new_app(), "predict")
+    for name in ("first.zip", "second.zip"):
+        at.file_uploader(key=ui.key(at, "predict", "bundle")).set_value((name, bundle, "application/zip")).run()
     first, second = state.all_runs(at.session_state)
-    state_key = ui.key(at, "runs", "table")
-    at.session_state[state_key] = {"selection": {"rows": [0], "columns": [], "cells": []}}
-    at.run()
-    assert state.active_run(at.session_state).id == first.id
+    assert (first.name, second.name) == ("first.zip", "second.zip")
+    assert first.label == "first.zip (loaded bundle)"
+    stored = workspace.run_store().workspace_runs(state.workspace_token(at.session_state))[0]
+    assert [entry.name for entry in stored] == ["first.zip", "second.zip"]
+    assert [entry.source for entry in stored] == ["bundle", "bundle"]
 
-    at.text_input(key=ui.key(at, "runs", f"name.{first.id}")).set_value("the one-epoch run").run()
-    assert state.active_run(at.session_state).name == "the one-epoch run"
-    at.button(key=ui.key(at, "runs", f"delete.{first.id}")).click().run()
+    ui.open_page(at, "runs")
+    at.session_state[ui.key(at, "runs", "table")] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
     assert not at.exception
-    assert [run.id for run in state.all_runs(at.session_state)] == [second.id]
+    assert state.active_run(at.session_state).id == first.id
+    assert list(at.dataframe[0].value["active"]) == ["●", ""]
+
+    at.text_input(key=ui.key(at, "runs", f"name.{first.id}")).set_value("the first one").run()
+    assert state.active_run(at.session_state).name == "the first one"
+    at.session_state[ui.key(at, "runs", "table")] = {"selection": {"rows": [1], "columns": [], "cells": []}}
+    at.run()  # a click on the last row, which is then deleted: the table must not keep pointing at it
     assert state.active_run(at.session_state).id == second.id
-    assert not (workspace.run_store().root / "runs" / first.stored.run_id).exists()
+    at.button(key=ui.key(at, "runs", f"delete.{second.id}")).click().run()
+    assert not at.exception
+    assert [run.id for run in state.all_runs(at.session_state)] == [first.id]
+    assert state.active_run(at.session_state).id == first.id
+    assert not (workspace.run_store().root / "runs" / second.stored.run_id).exists()
     restored = ui.open_address({"ws": state.workspace_token(at.session_state)})
-    assert [run.id for run in state.all_runs(restored.session_state)] == [second.id]
-    gone = ui.open_address({"run": first.stored.share_token})
+    assert [(run.id, run.name) for run in state.all_runs(restored.session_state)] == [(first.id, "the first one")]
+    gone = ui.open_address({"run": second.stored.share_token})
     assert any("unknown or has expired" in error.value for error in gone.error)
+
+
+def test_thresholds_in_an_address_never_land_on_another_run(two_runs, ui):
+    token = state.workspace_token(two_runs.session_state)
+    before = {run.id: state.thresholds(run, two_runs.session_state) for run in state.all_runs(two_runs.session_state)}
+    at = ui.open_address({"ws": token, "active": "0123456789abcdef", "thr.dog": "0.11"})
+    assert not at.exception
+    assert any(plain("its thresholds belong to a run that is not in this workspace") in w.value for w in at.warning)
+    for run in state.all_runs(at.session_state):
+        assert state.thresholds(run, at.session_state) == before[run.id]
+
+
+def test_markup_in_an_address_is_shown_as_text(ui):
+    at = ui.open_address(
+        {"data.seed": "[Sign in](https://evil.example)", "data.source": "![x](https://evil.example/i)"}
+    )
+    assert not at.exception
+    shown = " ".join(warning.value for warning in at.warning)
+    assert "[Sign in](" not in shown, shown
+    assert "![x](" not in shown, shown
+    assert plain("[Sign in](ht") in shown  # as text, cut short
+
+
+def test_the_runs_page_picks_up_runs_another_tab_of_the_workspace_kept(two_runs, ui):
+    bundle = runs.bundle_bytes(state.active_run(two_runs.session_state), {"dog": 0.5, "cat": 0.5, "indoor": 0.5})
+    first_tab = ui.open_page(ui.new_app(), "predict")
+    first_tab.file_uploader(key=ui.key(first_tab, "predict", "bundle")).set_value(("a.zip", bundle, "application/zip"))
+    first_tab.run()
+    second_tab = ui.open_page(ui.open_address({"ws": state.workspace_token(first_tab.session_state)}), "runs")
+    assert [run.name for run in state.all_runs(second_tab.session_state)] == ["a.zip"]
+
+    first_tab.file_uploader(key=ui.key(first_tab, "predict", "bundle")).set_value(("b.zip", bundle, "application/zip"))
+    first_tab.run()
+    second_tab.run()
+    assert not second_tab.exception
+    assert [run.name for run in state.all_runs(second_tab.session_state)] == ["a.zip", "b.zip"]
+    assert state.active_run(second_tab.session_state).name == "a.zip", "the active run stays as it was"
+    assert list(second_tab.dataframe[0].value["name"]) == ["a.zip", "b.zip"]

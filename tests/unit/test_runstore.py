@@ -104,7 +104,7 @@ def test_only_the_owning_workspace_renames_or_deletes(store):
 
 
 def test_the_cap_on_runs_drops_the_oldest_first(tmp_path):
-    store = runstore.RunStore(tmp_path, max_runs=2)
+    store = runstore.RunStore(tmp_path, max_runs=2, workspace_runs=2)
     token = runstore.new_token()
     first, second, third = (save(store, token, name) for name in ("first", "second", "third"))
     assert [run.name for run in store.workspace_runs(token)[0]] == ["second", "third"]
@@ -117,12 +117,13 @@ def test_the_cap_on_runs_drops_the_oldest_first(tmp_path):
 def test_the_cap_on_bytes_drops_the_oldest_first_and_refuses_a_run_larger_than_it(tmp_path):
     probe = runstore.RunStore(tmp_path / "probe")
     one = save(probe, runstore.new_token(), "probe", size=1000).size  # bundle plus compressed scores
-    store = runstore.RunStore(tmp_path / "store", max_bytes=2 * one + one // 2)
+    cap = 2 * one + one // 2
+    store = runstore.RunStore(tmp_path / "store", max_bytes=cap, workspace_bytes=cap)
     token = runstore.new_token()
     for name in ("first", "second", "third"):
         save(store, token, name, size=1000)
     assert [run.name for run in store.workspace_runs(token)[0]] == ["second", "third"]
-    with pytest.raises(runstore.StoreError, match="more than the store's whole"):
+    with pytest.raises(runstore.StoreError, match="more than the store keeps for a workspace"):
         save(store, token, "huge", size=3 * one)
     assert [run.name for run in store.workspace_runs(token)[0]] == ["second", "third"]
 
@@ -265,7 +266,7 @@ def test_two_store_objects_on_one_folder_lose_no_run_when_saving_at_once(tmp_pat
 
 
 def test_a_failed_index_write_keeps_the_old_runs_and_not_the_new_one(tmp_path, monkeypatch):
-    store = runstore.RunStore(tmp_path, max_runs=1)
+    store = runstore.RunStore(tmp_path, max_runs=1, workspace_runs=1)
     token = runstore.new_token()
     old = save(store, token, "old")
 
@@ -278,3 +279,22 @@ def test_a_failed_index_write_keeps_the_old_runs_and_not_the_new_one(tmp_path, m
     monkeypatch.undo()
     assert [run.run_id for run in store.workspace_runs(token)[0]] == [old.run_id]
     assert [path.name for path in (tmp_path / "runs").iterdir()] == [old.run_id]
+
+
+def test_one_workspace_over_its_share_drops_its_own_oldest_runs_not_other_peoples(tmp_path):
+    store = runstore.RunStore(tmp_path, max_runs=8)  # a workspace keeps at most 2
+    others, flooder = runstore.new_token(), runstore.new_token()
+    kept = [save(store, others, f"other {number}") for number in range(2)]
+    for number in range(20):
+        save(store, flooder, f"flood {number}")
+    assert [run.name for run in store.workspace_runs(flooder)[0]] == ["flood 18", "flood 19"]
+    assert [run.run_id for run in store.workspace_runs(others)[0]] == [run.run_id for run in kept]
+    assert store.find_shared(kept[0].share_token) is not None
+
+
+def test_a_lost_index_is_rebuilt_from_the_runs_on_disk(store):
+    token = runstore.new_token()
+    first = save(store, token, "first")
+    (store.root / runstore.INDEX).unlink()
+    second = save(store, token, "second")
+    assert [run.run_id for run in store.workspace_runs(token)[0]] == [first.run_id, second.run_id]
