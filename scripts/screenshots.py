@@ -83,7 +83,7 @@ def walk(page: Page, images: int, epochs: int, photos: list[Path]) -> None:
         timeout=900_000
     )
     open_page(page, "Runs")
-    expect(page.get_by_test_id("stCode").first).to_be_visible()
+    expect(page.get_by_test_id("stCode").filter(has_text="?run=").first).to_be_visible()
     save(page, "runs")
     open_page(page, "Compare")
     expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible()

@@ -16,6 +16,7 @@ from scripts.browser import no_errors, open_page, set_slider
 
 pytestmark = pytest.mark.timeout(900)
 LONG = 240_000  # ms: training and TensorFlow start-up on a 2-core machine
+SLOW = 60_000  # ms: a page drawn by a server that has just started
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,7 @@ def test_runs_survive_a_restart_and_share_links_show_one_run_read_only(browser, 
         expect(renamed).to_be_visible()
         address = page.url
         assert re.search(r"[?&]ws=[\w-]{32}", address), address
-        link = page.get_by_test_id("stCode").first.inner_text().strip()
+        link = page.get_by_test_id("stCode").filter(has_text="?run=").first.inner_text().strip()
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+/runs\?run=[\w-]{32}", link), link
         no_errors(page)
     owner.close()
@@ -72,7 +73,8 @@ def test_runs_survive_a_restart_and_share_links_show_one_run_read_only(browser, 
         # The same address after a restart: the workspace and its run are back.
         again, page = new_page(browser)
         page.goto(address)
-        expect(page.get_by_role("heading", name=re.compile("^Active: two epochs on the demo set"))).to_be_visible()
+        restored = page.get_by_role("heading", name=re.compile("^Active: two epochs on the demo set"))
+        expect(restored).to_be_visible(timeout=SLOW)  # a cold server's first page
         open_page(page, "Evaluate")
         expect(page.get_by_text("Classification report")).to_be_visible()
         expect(page.get_by_test_id("stSlider").filter(has_text="Threshold for dog")).to_be_visible(timeout=60_000)
@@ -83,14 +85,14 @@ def test_runs_survive_a_restart_and_share_links_show_one_run_read_only(browser, 
         stranger, page = new_page(browser)
         page.goto(url)
         open_page(page, "Runs")
-        expect(page.get_by_text("No runs yet in this workspace")).to_be_visible()
+        expect(page.get_by_text("No runs yet in this workspace")).to_be_visible(timeout=SLOW)
         assert "two epochs" not in page.content()
         stranger.close()
 
         # The share link, in another browser context: that run, read-only.
         visitor, page = new_page(browser)
         page.goto(link)
-        expect(page.get_by_text("was shared with you by link").first).to_be_visible()
+        expect(page.get_by_text("was shared with you by link").first).to_be_visible(timeout=SLOW)
         open_page(page, "Evaluate")
         expect(page.get_by_text("Classification report")).to_be_visible()
         expect(page.get_by_text("was shared with you by link").first).to_be_visible()
@@ -101,6 +103,6 @@ def test_runs_survive_a_restart_and_share_links_show_one_run_read_only(browser, 
         # A wrong token is refused in words.
         guesser, page = new_page(browser)
         page.goto(re.sub(r"run=[\w-]+", "run=" + "A" * 32, link))
-        expect(page.get_by_text("This share link is unknown or has expired").first).to_be_visible()
+        expect(page.get_by_text("This share link is unknown or has expired").first).to_be_visible(timeout=SLOW)
         no_errors(page)
         guesser.close()
