@@ -371,18 +371,20 @@ NOTES = """## What changed, and what it does to the numbers
   with oneDNN forced on) shows how much of the gain is oneDNN alone: most of it. Any
   TensorFlow program on this CPU can get that part from the same flag; mlcore sets it so
   that nobody has to know.
-- *No `model.fit` data pipeline.* Training feeds `train_on_batch` from the uint8 arrays. `fit`
-  copies the whole array into a tensor, runs a parallel gather on the same two cores as the
-  training step, and its iterator's teardown held every run 15–20 s after the last batch
-  (a native stack showed `~IteratorResource` waiting for a `tf.data` thread). That stall is in
-  the total training time, not in the per-epoch figures.
+- *`model.fit` on a `tf.data` pipeline of index batches.* Each batch is gathered from the
+  uint8 arrays, which are never copied into one tensor. `fit` on the numpy arrays themselves
+  held runs up to 5 s after their last batch (its iterator's teardown); on this pipeline
+  training returns 0.1–0.2 s after it. (An earlier `train_on_batch` loop was as fast per
+  step, but its per-batch metrics were not the epoch's: see the training-numbers tests.)
 - *uint8 input with rescaling inside the model*: a batch is a quarter of the notebook's float32
   batch, and 2,000 images take 98 MB instead of 393 MB.
 
 This host's speed drifts: the same code ran at ~95 img/s in one round and ~50 img/s in
 the next (see the notebook's rounds above), so one round's ratio can be far from the truth
-either way. The summary pools every epoch after the first from all rounds and takes the
-median. The steadier comparison is the step-level one above: the same training step timed
+either way. Within one run, epoch times often fall into two speeds about 2x apart (a slow
+spell hits whichever pipeline is running), so the pooled median depends on how many of a
+pipeline's epochs fell into a slow spell: compare each pipeline's fastest epochs in the
+table too. The steadier comparison is the step-level one above: the same training step timed
 five times with each setting, in two processes run back to back, 390 against 236 ms, 1.65x.
 
 Tried and dropped: XLA (`jit_compile=True`) halved throughput (31 against 62 img/s);
