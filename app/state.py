@@ -30,7 +30,6 @@ JOB_MESSAGE = "mlapp.job_message"
 RUNS = "mlapp.runs"  # {run id: Run}, oldest first: every run of this session and its workspace
 ACTIVE = "mlapp.active"  # the id of the run the pages use
 WORKSPACE = "mlapp.workspace"  # this session's workspace token (also in the address bar)
-SHARED = "mlapp.shared"  # the share token this session opened, if any
 SAVED_THRESHOLDS = "mlapp.saved_thresholds"  # {run id: (thresholds, origins) as the run store has them}
 NOTICES = "mlapp.notices"  # messages for the next page drawn: [(kind, text)]
 THRESHOLDS = "mlapp.thresholds"  # {run id: {label: threshold}}
@@ -101,7 +100,6 @@ def init() -> None:
         RUNS: {},
         ACTIVE: None,
         WORKSPACE: None,
-        SHARED: None,
         SAVED_THRESHOLDS: {},
         NOTICES: [],
         THRESHOLDS: {},
@@ -304,11 +302,8 @@ def set_workspace(token: str) -> None:
 
 
 def shared_token(session: Session | None = None) -> str | None:
-    return _state(session)[SHARED]
-
-
-def set_shared_token(token: str | None) -> None:
-    st.session_state[SHARED] = token
+    """The share token of the run this session opened by a link, while it is open."""
+    return next((run.stored.share_token for run in all_runs(session) if run.read_only), None)
 
 
 def saved_thresholds(run: runs.Run) -> tuple[dict, dict]:

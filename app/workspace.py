@@ -120,7 +120,6 @@ def _open_shared(token: str) -> None:
     except Exception as error:  # damage of any kind: a message, never a broken page
         state.post_notice("error", f"The shared run could not be read ({error}).")
         return
-    state.set_shared_token(token)
 
 
 def _apply_setup(params: dict[str, str]) -> None:
@@ -166,8 +165,8 @@ def sync() -> None:
     if run is not None and run.stored is not None and not run.read_only:
         _save_thresholds(run)
     params = {address.WORKSPACE: state.workspace_token()}
-    if state.shared_token():
-        params[address.SHARE] = state.shared_token()
+    if shared := state.shared_token():
+        params[address.SHARE] = shared
     if run is not None:
         params[address.ACTIVE] = run.id
     thresholds = state.thresholds(run) if run is not None else {}
@@ -269,8 +268,6 @@ def delete(run: runs.Run) -> None:
             run_store_.delete(state.workspace_token(), run.stored.run_id)
         except STORE_ERRORS as error:
             state.post_notice("warning", f"The run could not be removed from the store ({error}).")
-    if run.read_only:
-        state.set_shared_token(None)
     state.remove_run(run.id)
 
 

@@ -23,6 +23,7 @@ bytes and drops the oldest runs first.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -207,6 +208,8 @@ class RunStore:
         return {run_id: row for run_id, row in index.items() if _valid_row(run_id, row)}
 
     def _rebuild_index(self) -> dict[str, dict]:
+        """The index read back from the entries, and saved so the next read need not do it again
+        (every caller holds the lock)."""
         index = {}
         for folder in sorted((self.root / "runs").glob("*")):
             try:
@@ -216,6 +219,8 @@ class RunStore:
                 continue
             if _valid_row(folder.name, row):
                 index[folder.name] = row
+        with contextlib.suppress(OSError):  # a read-only or full disk: it is rebuilt again next time
+            self._save_index(index)
         return index
 
     def _save_index(self, index: dict[str, dict]) -> None:
