@@ -70,8 +70,8 @@ def test_training_shows_progress_and_survives_a_page_switch(page):
 
 
 def _heatmap_texts(page: Page) -> list[str]:
-    charts = page.get_by_test_id("stPlotlyChart")
-    return [charts.nth(i).inner_text() for i in range(charts.count())]
+    # One snapshot: counting, then reading each chart raced with a rerun that redrew the page.
+    return page.get_by_test_id("stPlotlyChart").all_inner_texts()
 
 
 def test_moving_the_threshold_changes_the_report_and_heatmaps(page):
