@@ -24,10 +24,27 @@ def _parser() -> argparse.ArgumentParser:
         "--source",
         choices=cfg.SOURCES,
         default="real",
-        help="real cats_and_dogs_filtered, a local folder, or the generated demo set",
+        help="real cats_and_dogs_filtered, a local folder, a zip, or the generated demo set",
     )
     train.add_argument("--data-dir", help=f"folder containing {cfg.DATASET_NAME}/ (default: ${cfg.DATA_DIR_ENV})")
-    train.add_argument("--folder", help="with --source folder: a folder with one subfolder per class")
+    train.add_argument(
+        "--folder",
+        help="with --source folder: a folder with one subfolder per class, or a folder of images with labels.csv",
+    )
+    train.add_argument(
+        "--zip", dest="archive", help="with --source zip: a zip of class folders, or of images with labels.csv"
+    )
+    train.add_argument(
+        "--add-indoor",
+        action="store_true",
+        help="labels.csv data: also add the random 'indoor' tag (class folders always get it)",
+    )
+    train.add_argument(
+        "--keep-rare-labels",
+        action="store_true",
+        help="labels.csv data: keep labels seen on fewer than 10 images (dropped by default)",
+    )
+    train.add_argument("--demo-images", type=int, default=cfg.DataConfig.demo_images, help="size of the demo set")
     train.add_argument(
         "--protocol",
         choices=("standard", "notebook"),
@@ -111,10 +128,14 @@ def _configs(args) -> tuple[cfg.DataConfig, cfg.TrainConfig, float]:
         source=args.source,
         data_dir=args.data_dir,
         folder=args.folder,
+        archive=args.archive,
         image_size=args.image_size,
         n_images=args.n_images,
         indoor_probability=values["indoor_probability"],
         seed=args.seed,
+        demo_images=args.demo_images,
+        add_indoor=args.add_indoor,
+        drop_rare_labels=not args.keep_rare_labels,
     )
     train_config = cfg.TrainConfig(
         architecture=args.architecture,
@@ -140,6 +161,8 @@ def _train(args) -> int:
     )
     if splits.skipped_files:
         print(f"Skipped {len(splits.skipped_files)} unreadable file(s): {', '.join(splits.skipped_files[:5])}")
+    for finding in splits.findings:
+        print(finding.sentence())
     result = train.train_model(
         (splits.train.images, splits.train.targets),
         (splits.validation.images, splits.validation.targets),

@@ -19,7 +19,7 @@ DATASET_ARCHIVE_BYTES = 68_606_236
 # Expected number of JPEGs per split and class once the archive is extracted.
 DATASET_COUNTS = {"train": {"cats": 1000, "dogs": 1000}, "validation": {"cats": 500, "dogs": 500}}
 
-SOURCES = ("real", "folder", "demo")
+SOURCES = ("real", "folder", "zip", "demo")
 ARCHITECTURES = ("seed", "compact")
 
 DATA_DIR_ENV = "MLCORE_DATA_DIR"
@@ -32,11 +32,15 @@ class DataConfig:
 
     ``n_images`` limits the training pool (stratified, seeded); ``None`` takes all.
     ``test_fraction`` only applies to sources without an official held-out split.
+    ``archive`` is the zip of the ``zip`` source. For data labelled by a labels.csv,
+    ``add_indoor`` adds the random tag (class folders always get it) and
+    ``drop_rare_labels`` drops labels seen on too few images to be split and judged.
     """
 
     source: str = "real"
     data_dir: str | None = None
     folder: str | None = None
+    archive: str | None = None
     image_size: int = 128
     n_images: int | None = None
     indoor_probability: float = 0.5
@@ -44,12 +48,16 @@ class DataConfig:
     validation_fraction: float = 0.1
     test_fraction: float = 0.2
     demo_images: int = 800
+    add_indoor: bool = False
+    drop_rare_labels: bool = True
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {self.source!r}")
         if self.source == "folder" and not self.folder:
             raise ValueError("source='folder' needs a folder path")
+        if self.source == "zip" and not self.archive:
+            raise ValueError("source='zip' needs the zip file's path")
         if not 16 <= self.image_size <= 512:
             raise ValueError(f"image_size must be between 16 and 512, got {self.image_size}")
         if self.n_images is not None and self.n_images < 4:

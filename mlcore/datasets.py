@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -21,23 +22,55 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from mlcore import archives
 from mlcore import config as cfg
-from mlcore.labels import label_names, make_targets
+from mlcore.labels import (
+    ANNOTATION_FILE,
+    MAX_LABELS,
+    MIN_LABEL_IMAGES,
+    RANDOM_LABEL,
+    AnnotationError,
+    label_names,
+    make_targets,
+    rare_labels,
+    read_annotations,
+    stratification_groups,
+    tag_targets,
+)
+from mlcore.predict import ImageError, load_image, to_model_input
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
-CACHE_VERSION = 2
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+CACHE_VERSION = 3
+MIN_CLASS_IMAGES = MIN_LABEL_IMAGES
+MAX_CLASSES = MAX_LABELS - 1  # class folders also get the random indoor tag
+DECODE_CHUNK_FILES, DECODE_CHUNK_BYTES = 64, 64 * 2**20
 
 
 class DatasetUnavailable(RuntimeError):
     """The requested dataset cannot be had; the message says what to do instead."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """Files or rows left out of a dataset, and why: ``what`` reads after a count."""
+
+    what: str
+    names: tuple[str, ...]
+
+    def sentence(self, shown: int = 5) -> str:
+        listed = ", ".join(self.names[:shown]) + ("…" if len(self.names) > shown else "")
+        return f"{len(self.names):,} {self.what}: {listed}"
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class ImageSet:
-    """Decoded images with their classes.
+    """Decoded images with their classes, or with real labels from labels.csv.
 
     ``keys`` identify each image stably (relative path, or a demo id) so labels
     drawn per image do not depend on order. ``skipped`` counts unreadable files.
+    With labels.csv data, ``tags`` is multi-hot over ``class_names`` (the CSV's
+    labels) and ``class_index`` only groups images for stratified splitting.
+    ``findings`` says what else was left out (hidden files, rows without images…).
     """
 
     images: np.ndarray
@@ -48,6 +81,8 @@ class ImageSet:
     skipped_files: tuple[str, ...] = ()
     synthetic: bool = False
     origin: str = ""
+    tags: np.ndarray | None = None
+    findings: tuple[Finding, ...] = ()
 
     def __len__(self) -> int:
         return len(self.class_index)
@@ -60,47 +95,137 @@ class ImageSet:
             images=self.images[indices],
             class_index=self.class_index[indices],
             keys=tuple(self.keys[i] for i in indices),
+            tags=None if self.tags is None else self.tags[indices],
         )
+
+
+# --- where the images are: class folders or labels.csv -----------------------------------
+
+
+def _is_image(path: str) -> bool:
+    return path.lower().endswith(IMAGE_EXTENSIONS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """How a file tree holds a dataset. ``files`` are ``(path, key, class index)``: the path
+    as listed, the key relative to the data root (one wrapping folder removed)."""
+
+    class_names: tuple[str, ...]
+    files: tuple[tuple[str, str, int], ...]
+    annotation: str | None = None  # the path of labels.csv when labels come from it
+    findings: tuple[Finding, ...] = ()
+
+
+def plan_layout(paths: list[str], where: str) -> Layout:
+    """Class folders (``image_dataset_from_directory`` layout) or a folder of images with
+    labels.csv, in a list of posix paths. One folder wrapping everything (as "compress
+    folder" makes) is looked through. Raises :class:`DatasetUnavailable` when neither fits."""
+    prefix = ""
+    tops = {path.split("/", 1)[0] for path in paths}
+    if len(tops) == 1 and all("/" in path for path in paths):
+        inner = [path.split("/", 1)[1] for path in paths]
+        if ANNOTATION_FILE in inner or any("/" in path for path in inner):
+            prefix = f"{tops.pop()}/"
+    by_key = {path[len(prefix) :]: path for path in paths}
+    if ANNOTATION_FILE in by_key:
+        images = sorted(key for key in by_key if _is_image(key))
+        others = sorted(key for key in by_key if not _is_image(key) and key != ANNOTATION_FILE)
+        findings = (Finding("files that are not images were ignored", tuple(others)),) if others else ()
+        return Layout((), tuple((by_key[key], key, -1) for key in images), by_key[ANNOTATION_FILE], findings)
+    class_names = tuple(sorted({key.split("/", 1)[0] for key in by_key if "/" in key and _is_image(key)}))
+    if not class_names:
+        raise DatasetUnavailable(
+            f"{where} has no class subfolders; expected one subfolder per class (e.g. cats/, dogs/), "
+            f"or a folder of images with a {ANNOTATION_FILE} (file name, labels separated by ; or |)."
+        )
+    column = {name: index for index, name in enumerate(class_names)}
+    files = tuple(
+        (by_key[key], key, column[key.split("/", 1)[0]])
+        for key in sorted(by_key)
+        if "/" in key and _is_image(key) and key.split("/", 1)[0] in column
+    )
+    loose = tuple(sorted(key for key in by_key if "/" not in key and _is_image(key)))
+    others = tuple(sorted(key for key in by_key if not _is_image(key)))
+    findings = tuple(
+        Finding(what, names)
+        for what, names in (
+            ("images outside any class folder were ignored", loose),
+            ("files that are not images were ignored", others),
+        )
+        if names
+    )
+    return Layout(class_names, files, None, findings)
 
 
 def list_image_files(root: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
     """Class names (sorted subfolders) and ``(path, class_index)`` for every image file."""
-    root = Path(root)
+    layout = _folder_layout(Path(root))
+    if layout.annotation is not None:
+        raise DatasetUnavailable(f"{root} holds {ANNOTATION_FILE}: its labels come from the CSV, not from folders.")
+    return layout.class_names, [(Path(root) / path, index) for path, _, index in layout.files]
+
+
+def _folder_layout(root: Path) -> Layout:
     if not root.is_dir():
         raise DatasetUnavailable(f"Folder not found: {root}")
-    class_names = tuple(sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")))
-    if not class_names:
-        raise DatasetUnavailable(
-            f"{root} has no class subfolders; expected one subfolder per class (e.g. cats/, dogs/)."
-        )
-    files = [
-        (path, index)
-        for index, name in enumerate(class_names)
-        for path in sorted((root / name).rglob("*"))
-        if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
-    ]
-    if not files:
+    paths = sorted(
+        path.relative_to(root).as_posix()
+        for path in root.rglob("*")
+        if path.is_file() and not archives.is_system(path.relative_to(root).as_posix())
+    )
+    layout = plan_layout(paths, str(root))
+    if not layout.files:
         raise DatasetUnavailable(f"{root} contains no image files ({', '.join(IMAGE_EXTENSIONS)}).")
-    return class_names, files
+    return layout
+
+
+def decode_bytes(data: bytes, image_size: int) -> np.ndarray:
+    """Validate, decode (JPEG at reduced scale) and resize one image to ``(size, size, 3)`` uint8.
+    Raises :class:`ImageError` for anything that is not a sane image."""
+    return to_model_input(load_image(data, draft=image_size), image_size)
 
 
 def decode_file(path: Path, image_size: int) -> np.ndarray | None:
-    """Decode and resize one image to ``(size, size, 3)`` uint8, or ``None`` if unreadable."""
+    """Decode and resize one image file to ``(size, size, 3)`` uint8, or ``None`` if unreadable."""
     try:
-        with Image.open(path) as image:
-            # Draft mode lets libjpeg decode at 1/2, 1/4 or 1/8 scale directly.
-            image.draft("RGB", (image_size, image_size))
-            image = image.convert("RGB")
-            image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
-            return np.asarray(image, dtype=np.uint8)
-    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
+        return decode_bytes(Path(path).read_bytes(), image_size)
+    except (OSError, ImageError):
         return None
 
 
+def _decode_or_none(data: bytes | Exception, image_size: int) -> np.ndarray | None:
+    if isinstance(data, Exception):
+        return None
+    try:
+        return decode_bytes(data, image_size)
+    except ImageError:
+        return None
+
+
+def _workers() -> int:
+    return max(1, min(8, (os.cpu_count() or 1) * 2))
+
+
 def _decode_many(paths: list[Path], image_size: int) -> list[np.ndarray | None]:
-    workers = max(1, min(8, (os.cpu_count() or 1) * 2))
-    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=_workers()) as pool:
         return list(pool.map(lambda p: decode_file(p, image_size), paths, chunksize=16))
+
+
+def _decode_stream(items, image_size: int) -> list[np.ndarray | None]:
+    """Decode ``(bytes or error)`` items read one by one, in chunks, so at most one chunk of
+    file bytes is held at a time."""
+    decoded: list[np.ndarray | None] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=_workers()) as pool:
+        chunk, held = [], 0
+        for data in itertools.chain(items, [None]):
+            if data is not None:
+                chunk.append(data)
+                held += len(data) if isinstance(data, bytes) else 0
+            if chunk and (data is None or len(chunk) >= DECODE_CHUNK_FILES or held >= DECODE_CHUNK_BYTES):
+                decoded += pool.map(lambda item: _decode_or_none(item, image_size), chunk)
+                chunk, held = [], 0
+    return decoded
 
 
 def _cache_key(root: Path, files: list[tuple[Path, int]], image_size: int) -> str:
@@ -124,49 +249,168 @@ def _atomic_write(target: Path, write) -> None:
         raise
 
 
-def load_folder(root: Path | str, image_size: int = 128, *, use_cache: bool = True) -> ImageSet:
-    """Load a folder in ``image_dataset_from_directory`` layout, with a disk cache."""
-    root = Path(root).expanduser()
-    class_names, files = list_image_files(root)
-    key = _cache_key(root, files, image_size)
-    cache_images = cfg.cache_dir() / f"{key}.npy"
+def _read_cache(name: str, origin: str) -> ImageSet | None:
+    """The cached set called ``name``, or ``None``; a damaged entry is removed, never trusted."""
+    cache_images = cfg.cache_dir() / f"{name}.npy"
     cache_meta = cache_images.with_suffix(".json")
-    if use_cache and cache_images.exists() and cache_meta.exists():
-        try:
-            meta = json.loads(cache_meta.read_text())
-            images = np.load(cache_images, allow_pickle=False)
-            class_index = np.asarray(meta["class_index"], dtype=np.int32)
-            if len(images) != len(class_index):
-                raise ValueError("cache entries disagree")
-            skipped_files = tuple(meta["skipped_files"])
-            return ImageSet(
-                images,
-                class_index,
-                tuple(meta["class_names"]),
-                tuple(meta["keys"]),
-                len(skipped_files),
-                skipped_files,
-                origin=str(root),
-            )
-        except (OSError, ValueError, KeyError):
-            cache_images.unlink(missing_ok=True)  # a damaged cache is rebuilt, never trusted
-    decoded = _decode_many([path for path, _ in files], image_size)
+    if not (cache_images.exists() and cache_meta.exists()):
+        return None
+    try:
+        meta = json.loads(cache_meta.read_text())
+        images = np.load(cache_images, allow_pickle=False)
+        class_index = np.asarray(meta["class_index"], dtype=np.int32)
+        class_names = tuple(meta["class_names"])
+        tags = None
+        if meta.get("tags") is not None:
+            tags = np.zeros((len(class_index), len(class_names)), dtype=np.uint8)
+            for row, columns in enumerate(meta["tags"]):
+                tags[row, columns] = 1
+        if len(images) != len(class_index) or len(meta["keys"]) != len(class_index):
+            raise ValueError("cache entries disagree")
+        skipped_files = tuple(meta["skipped_files"])
+        findings = tuple(Finding(what, tuple(names)) for what, names in meta.get("findings", []))
+        return ImageSet(
+            images, class_index, class_names, tuple(meta["keys"]), len(skipped_files), skipped_files,
+            origin=origin, tags=tags, findings=findings,
+        )  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        cache_images.unlink(missing_ok=True)
+        return None
+
+
+def _write_cache(name: str, image_set: ImageSet) -> None:
+    meta = {
+        "class_names": image_set.class_names,
+        "keys": image_set.keys,
+        "skipped_files": image_set.skipped_files,
+        "class_index": image_set.class_index.tolist(),
+        "tags": None if image_set.tags is None else [np.flatnonzero(row).tolist() for row in image_set.tags],
+        "findings": [(finding.what, finding.names) for finding in image_set.findings],
+    }
+    target = cfg.cache_dir() / f"{name}.npy"
+    # Images last: the .npy only appears once its metadata is already in place.
+    _atomic_write(target.with_suffix(".json"), lambda stream: stream.write(json.dumps(meta).encode()))
+    _atomic_write(target, lambda stream: np.save(stream, image_set.images, allow_pickle=False))
+
+
+def _assemble(
+    layout: Layout, decoded: list[np.ndarray | None], image_size: int, origin: str, annotation: bytes | None
+) -> ImageSet:
+    """An :class:`ImageSet` from a layout, its decoded images (``None``: unreadable) and labels.csv."""
     good = [i for i, array in enumerate(decoded) if array is not None]
-    skipped_files = tuple(str(files[i][0].relative_to(root)) for i, a in enumerate(decoded) if a is None)
+    skipped_files = tuple(layout.files[i][1] for i, array in enumerate(decoded) if array is None)
     images = np.stack([decoded[i] for i in good]) if good else np.zeros((0, image_size, image_size, 3), np.uint8)
-    class_index = np.array([files[i][1] for i in good], dtype=np.int32)
-    keys = tuple(files[i][0].relative_to(root).as_posix() for i in good)
+    keys = tuple(layout.files[i][1] for i in good)
+    findings = layout.findings
+    if layout.annotation is None:
+        class_index = np.array([layout.files[i][2] for i in good], dtype=np.int32)
+        return ImageSet(images, class_index, layout.class_names, keys, len(skipped_files), skipped_files,
+                        origin=origin, findings=findings)  # fmt: skip
+    try:
+        notes = read_annotations(annotation or b"", list(keys))
+    except AnnotationError as error:
+        raise DatasetUnavailable(str(error)) from error
+    position = {key: i for i, key in enumerate(keys)}
+    chosen = np.array([position[name] for name in notes.files], dtype=np.int64)
+    findings += tuple(
+        Finding(what, names)
+        for what, names in (
+            (f"rows of {ANNOTATION_FILE} name a file that is not there (or is unreadable)", notes.missing_files),
+            (f"images have no row in {ANNOTATION_FILE} and were left out", notes.unlisted_files),
+            (f"rows of {ANNOTATION_FILE} could not be read (lines)", tuple(map(str, notes.bad_rows))),
+        )
+        if names
+    )
+    if notes.duplicate_rows:
+        findings += (Finding(f"images have more than one row in {ANNOTATION_FILE}; their labels were merged",
+                             (f"{notes.duplicate_rows} rows",)),)  # fmt: skip
+    return ImageSet(
+        images[chosen], stratification_groups(notes.tags), notes.label_names, notes.files,
+        len(skipped_files), skipped_files, origin=origin, tags=notes.tags, findings=findings,
+    )  # fmt: skip
+
+
+def load_folder(root: Path | str, image_size: int = 128, *, use_cache: bool = True) -> ImageSet:
+    """Load a folder of class subfolders, or of images with labels.csv, with a disk cache."""
+    root = Path(root).expanduser()
+    layout = _folder_layout(root)
+    listed = [(root / path, index) for path, _, index in layout.files]
+    if layout.annotation is not None:
+        listed.append((root / layout.annotation, -1))  # an edited CSV is a new cache entry
+    key = _cache_key(root, listed, image_size)
+    if use_cache and (cached := _read_cache(key, str(root))) is not None:
+        return cached
+    decoded = _decode_many([root / path for path, _, _ in layout.files], image_size)
+    annotation = (root / layout.annotation).read_bytes() if layout.annotation is not None else None
+    image_set = _assemble(layout, decoded, image_size, str(root), annotation)
     if use_cache:
-        meta = {
-            "class_names": class_names,
-            "keys": keys,
-            "skipped_files": skipped_files,
-            "class_index": class_index.tolist(),
-        }
-        # Images last: the .npy only appears once its metadata is already in place.
-        _atomic_write(cache_meta, lambda stream: stream.write(json.dumps(meta).encode()))
-        _atomic_write(cache_images, lambda stream: np.save(stream, images, allow_pickle=False))
-    return ImageSet(images, class_index, class_names, keys, len(skipped_files), skipped_files, origin=str(root))
+        _write_cache(key, image_set)
+    return image_set
+
+
+# --- an uploaded zip -------------------------------------------------------------------------
+
+
+def archive_digest(path: Path | str) -> str:
+    """The SHA-256 of a file's content (the decoded cache of a zip is keyed on it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while block := stream.read(2**20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def archive_cache_name(digest: str, image_size: int) -> str:
+    return f"zip-{digest[:32]}-{image_size}-v{CACHE_VERSION}"
+
+
+def forget_archive(digest: str) -> None:
+    """Delete every decoded cache entry of the zip with this content hash."""
+    for entry in cfg.cache_dir().glob(f"zip-{digest[:32]}-*"):
+        entry.unlink(missing_ok=True)
+
+
+def load_archive(
+    path: Path | str,
+    image_size: int = 128,
+    *,
+    limits: archives.ZipLimits | None = None,
+    use_cache: bool = True,
+    origin: str | None = None,
+) -> ImageSet:
+    """Load a zip of class folders, or of images with labels.csv, reading members one by one
+    within ``limits``; decoded images are cached under the zip's content hash. Raises
+    :class:`DatasetUnavailable` with the limit or defect that made the zip unusable."""
+    limits = limits or archives.ZipLimits()
+    origin = origin or str(path)
+    try:
+        with archives.open_zip(path, limits) as archive:
+            listing = archives.list_members(archive, limits)
+            name = archive_cache_name(archive_digest(path), image_size)
+            if use_cache and (cached := _read_cache(name, origin)) is not None:
+                return cached
+            member_of = {member.path: member for member in listing.members}
+            if not member_of:
+                raise DatasetUnavailable(f"The zip {origin} holds no usable files.")
+            layout = plan_layout(list(member_of), f"The zip {origin}")
+            reader = archives.Reader(archive, limits)
+            wanted = [member_of[path] for path, _, _ in layout.files]
+            decoded = _decode_stream((data for _, data in reader.read_all(wanted)), image_size)
+            annotation = None
+            if layout.annotation is not None:
+                annotation = reader.read(member_of[layout.annotation])
+    except archives.ArchiveError as error:
+        raise DatasetUnavailable(str(error)) from error
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise DatasetUnavailable(f"The zip {origin} is damaged ({error}).") from error
+    if not layout.files:
+        raise DatasetUnavailable(f"The zip {origin} contains no image files ({', '.join(IMAGE_EXTENSIONS)}).")
+    skipped = tuple(Finding(f"files were skipped: {reason}", tuple(names)) for reason, names in listing.skipped.items())
+    image_set = _assemble(dataclasses.replace(layout, findings=skipped + layout.findings), decoded, image_size,
+                          origin, annotation)  # fmt: skip
+    if use_cache:
+        _write_cache(name, image_set)
+    return image_set
 
 
 def stratified_subset(image_set: ImageSet, n_images: int | None, seed: int) -> ImageSet:
@@ -459,6 +703,7 @@ class Splits:
     synthetic: bool
     origin: str
     skipped_files: tuple[str, ...] = ()
+    findings: tuple[Finding, ...] = ()
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
@@ -473,14 +718,84 @@ def _prefixed(image_set: ImageSet, prefix: str) -> ImageSet:
 
 
 def _to_split(image_set: ImageSet, config: cfg.DataConfig) -> Split:
-    targets = make_targets(
-        image_set.class_index,
-        image_set.class_names,
-        image_set.keys,
-        indoor_probability=config.indoor_probability,
-        seed=config.seed,
-    )
+    if image_set.tags is not None:
+        targets = tag_targets(
+            image_set.tags,
+            image_set.keys,
+            add_indoor=config.add_indoor,
+            indoor_probability=config.indoor_probability,
+            seed=config.seed,
+        )
+    else:
+        targets = make_targets(
+            image_set.class_index,
+            image_set.class_names,
+            image_set.keys,
+            indoor_probability=config.indoor_probability,
+            seed=config.seed,
+        )
     return Split(image_set.images, targets, image_set.keys)
+
+
+def _split_label_names(image_set: ImageSet, config: cfg.DataConfig) -> tuple[str, ...]:
+    if image_set.tags is None:
+        return label_names(image_set.class_names)
+    return image_set.class_names + ((RANDOM_LABEL,) if config.add_indoor else ())
+
+
+def _check_classes(image_set: ImageSet) -> None:
+    """Refuse class-folder data the pages could not split, train or show."""
+    names, counts = image_set.class_names, np.bincount(image_set.class_index, minlength=len(image_set.class_names))
+    if len(names) < 2:
+        raise DatasetUnavailable(
+            f"{image_set.origin} has one class folder only ({', '.join(names)}); a classifier needs at least two "
+            f"(one subfolder per class), or a {ANNOTATION_FILE} with the labels."
+        )
+    if len(names) > MAX_CLASSES:
+        raise DatasetUnavailable(
+            f"{image_set.origin} has {len(names)} class folders; the app shows at most {MAX_CLASSES} classes "
+            "(plus the random indoor tag)."
+        )
+    few = [f"{name} ({count})" for name, count in zip(names, counts, strict=True) if count < MIN_CLASS_IMAGES]
+    if few:
+        raise DatasetUnavailable(
+            f"Each class needs at least {MIN_CLASS_IMAGES} readable images, so that the training, validation "
+            f"and test splits all get some; too few in: {', '.join(few)}."
+        )
+
+
+def _label_options(image_set: ImageSet, config: cfg.DataConfig) -> ImageSet:
+    """labels.csv data after the config's label options: rare labels reported, and dropped if asked."""
+    rare = rare_labels(image_set.tags, image_set.class_names)
+    found = tuple(f"{name} ({count})" for name, count in rare.items())
+    if rare and config.drop_rare_labels:
+        keep = np.array([name not in rare for name in image_set.class_names])
+        tags = image_set.tags[:, keep]
+        image_set = dataclasses.replace(
+            image_set,
+            tags=tags,
+            class_names=tuple(np.array(image_set.class_names, dtype=object)[keep]),
+            class_index=stratification_groups(tags),
+        )
+    if found:
+        what = "dropped" if config.drop_rare_labels else "kept: their validation and test figures rest on a few images"
+        finding = Finding(f"labels are seen on fewer than {MIN_LABEL_IMAGES} images and were {what}", found)
+        image_set = dataclasses.replace(image_set, findings=image_set.findings + (finding,))
+    names = image_set.class_names
+    if not names:
+        raise DatasetUnavailable(
+            f"No label in {ANNOTATION_FILE} is seen on {MIN_LABEL_IMAGES} images or more; add images, "
+            "or keep the rare labels."
+        )
+    if config.add_indoor and RANDOM_LABEL in names:
+        raise DatasetUnavailable(
+            f"{ANNOTATION_FILE} has a label called {RANDOM_LABEL!r}, so the random tag of that name cannot be added."
+        )
+    if len(names) + config.add_indoor > MAX_LABELS:
+        raise DatasetUnavailable(
+            f"{ANNOTATION_FILE} has {len(names)} labels (after the options above); the app shows at most {MAX_LABELS}."
+        )
+    return image_set
 
 
 def _source_sets(config: cfg.DataConfig) -> tuple[ImageSet, ImageSet]:
@@ -492,10 +807,16 @@ def _source_sets(config: cfg.DataConfig) -> tuple[ImageSet, ImageSet]:
         return pool, test
     if config.source == "folder":
         everything = load_folder(config.folder, config.image_size)
+    elif config.source == "zip":
+        everything = load_archive(config.archive, config.image_size, origin=Path(config.archive).name)
     else:
         everything = make_demo_set(config.demo_images, config.image_size, config.seed)
     if len(everything) < 4:
         raise DatasetUnavailable(f"{everything.origin} has only {len(everything)} readable images; need at least 4.")
+    if everything.tags is not None:
+        everything = _label_options(everything, config)
+    elif not everything.synthetic:
+        _check_classes(everything)
     rest, test = stratified_split_indices(everything.class_index, config.test_fraction, config.seed)
     return everything.take(rest), everything.take(test)
 
@@ -509,12 +830,13 @@ def load_splits(config: cfg.DataConfig) -> Splits:
         train=_to_split(pool.take(train_idx), config),
         validation=_to_split(pool.take(val_idx), config),
         test=_to_split(test, config),
-        label_names=label_names(pool.class_names),
+        label_names=_split_label_names(pool, config),
         class_names=pool.class_names,
         synthetic=pool.synthetic,
         origin=pool.origin if config.source != "real" else str(Path(pool.origin).parent),
         # Pool and test may come from one folder and so carry the same skipped list.
         skipped_files=tuple(dict.fromkeys(pool.skipped_files + test.skipped_files)),
+        findings=tuple(dict.fromkeys(pool.findings + test.findings)),
     )
 
 
@@ -539,7 +861,7 @@ def notebook_splits(config: cfg.DataConfig, n_images: int = 320) -> Splits:
         train=part(train_idx[:split_at]),
         validation=part(train_idx[split_at:]),
         test=part(test_idx),
-        label_names=label_names(pool.class_names),
+        label_names=_split_label_names(pool, config),
         class_names=pool.class_names,
         synthetic=pool.synthetic,
         origin=pool.origin,

@@ -6,7 +6,11 @@ model that predicts it better than chance has found a leak, not a pattern.
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import hashlib
+import io
+import re
 
 import numpy as np
 
@@ -59,3 +63,130 @@ def make_targets(
     targets[np.arange(len(class_index)), column_of_class[class_index]] = 1.0
     targets[:, -1] = uniform_per_key(keys, seed) < indoor_probability
     return targets
+
+
+# --- real multi-label annotations: labels.csv ------------------------------------------
+
+ANNOTATION_FILE = "labels.csv"
+LABEL_SEPARATORS = re.compile(r"[;|]")
+MAX_LABELS = 20  # label columns the pages can show (threshold sliders, one heatmap each)
+MIN_LABEL_IMAGES = 10  # fewer, and the validation and test splits get almost none
+MAX_LABEL_LENGTH = 64
+MAX_ANNOTATION_BYTES = 10 * 2**20
+
+
+class AnnotationError(ValueError):
+    """A labels.csv that cannot be used; the message says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Annotations:
+    """What labels.csv says about the images that exist.
+
+    ``tags`` is multi-hot over ``label_names`` (sorted), one row per entry of ``files``.
+    """
+
+    files: tuple[str, ...]
+    label_names: tuple[str, ...]
+    tags: np.ndarray
+    missing_files: tuple[str, ...]  # rows naming a file that is not there
+    unlisted_files: tuple[str, ...]  # images that have no row
+    bad_rows: tuple[int, ...]  # line numbers of rows that could not be read
+    duplicate_rows: int
+
+
+def _clean_name(text: str) -> str:
+    return "/".join(part for part in text.strip().replace("\\", "/").split("/") if part not in ("", "."))
+
+
+def read_annotations(data: bytes, images: list[str]) -> Annotations:
+    """Parse labels.csv (a header row, then ``file name, label;label|label``) against the images present.
+
+    Images with an empty label field are all-negative; rows for absent files and
+    images without a row are counted, never fatal.
+    """
+    if len(data) > MAX_ANNOTATION_BYTES:
+        raise AnnotationError(f"{ANNOTATION_FILE} is {len(data):,} bytes; the limit is {MAX_ANNOTATION_BYTES:,}.")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise AnnotationError(f"{ANNOTATION_FILE} is not UTF-8 text ({error.reason} at byte {error.start}).") from error
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as error:
+        raise AnnotationError(f"{ANNOTATION_FILE} is not a readable CSV file ({error}).") from error
+    if len(rows) < 2:
+        raise AnnotationError(f"{ANNOTATION_FILE} has no rows after its header; expected 'file,labels' rows.")
+    present = set(images)
+    labelled: dict[str, set[str]] = {}
+    missing, bad_rows, duplicates = [], [], 0
+    for line, row in enumerate(rows[1:], start=2):
+        if not row or not "".join(row).strip():
+            continue
+        name = _clean_name(row[0])
+        if len(row) > 2 or not name:
+            bad_rows.append(line)
+            continue
+        tags = {tag.strip() for tag in LABEL_SEPARATORS.split(row[1] if len(row) > 1 else "") if tag.strip()}
+        if any(len(tag) > MAX_LABEL_LENGTH for tag in tags):
+            bad_rows.append(line)
+            continue
+        if name not in present:
+            missing.append(name)
+        elif name in labelled:
+            duplicates += 1
+            labelled[name] |= tags
+        else:
+            labelled[name] = tags
+    files = tuple(name for name in images if name in labelled)
+    if not files:
+        raise AnnotationError(
+            f"No row of {ANNOTATION_FILE} names an image that is there ({len(missing):,} rows name missing files). "
+            "The first column must be the image's file name, relative to the folder holding the CSV."
+        )
+    names = tuple(sorted(set().union(*labelled.values())))
+    tags = np.zeros((len(files), len(names)), dtype=np.uint8)
+    column = {name: index for index, name in enumerate(names)}
+    for row, name in enumerate(files):
+        tags[row, [column[tag] for tag in labelled[name]]] = 1
+    return Annotations(
+        files=files,
+        label_names=names,
+        tags=tags,
+        missing_files=tuple(missing),
+        unlisted_files=tuple(name for name in images if name not in labelled),
+        bad_rows=tuple(bad_rows),
+        duplicate_rows=duplicates,
+    )
+
+
+def rare_labels(tags: np.ndarray, names: tuple[str, ...], minimum: int = MIN_LABEL_IMAGES) -> dict[str, int]:
+    """Labels seen on fewer than ``minimum`` images, with their counts."""
+    counts = np.asarray(tags).sum(axis=0)
+    return {name: int(count) for name, count in zip(names, counts, strict=True) if count < minimum}
+
+
+def stratification_groups(tags: np.ndarray) -> np.ndarray:
+    """One group per image for stratified splitting of multi-label data: the image's
+    rarest label, or a group of its own for images with none. Rare labels so reach
+    every split in proportion."""
+    tags = np.asarray(tags, dtype=bool)
+    counts = tags.sum(axis=0)
+    rarity = np.where(tags, counts[None, :], np.iinfo(np.int64).max)
+    groups = np.argmin(rarity, axis=1) if tags.shape[1] else np.zeros(len(tags), np.int64)
+    groups[~tags.any(axis=1)] = tags.shape[1]
+    return groups.astype(np.int32)
+
+
+def tag_targets(
+    tags: np.ndarray, keys: tuple[str, ...] | list[str], *, add_indoor: bool, indoor_probability: float, seed: int
+) -> np.ndarray:
+    """Float32 targets for labels.csv data: its multi-hot tags, then the random ``indoor``
+    column when ``add_indoor`` (drawn per key exactly as :func:`make_targets` draws it)."""
+    targets = np.asarray(tags, dtype=np.float32)
+    if len(targets) != len(keys):
+        raise ValueError(f"{len(targets)} tag rows but {len(keys)} keys")
+    if not add_indoor:
+        return targets.copy()
+    indoor = (uniform_per_key(keys, seed) < indoor_probability).astype(np.float32)
+    return np.concatenate([targets, indoor[:, None]], axis=1)

@@ -1,0 +1,221 @@
+"""Reading a zip that anyone may have made, one member at a time, within hard limits.
+
+Nothing is extracted to disk and no declared size is trusted: the central
+directory is sized before it is parsed, every member is inflated through a
+capped reader, and the bytes actually produced are counted against the per-file
+and total limits. A member that breaks a limit meant for one file (too big,
+unsafe path, symlink, nested archive, encrypted) is skipped with its reason; a
+zip that breaks a limit meant for the whole archive (size, file count, total
+inflated size, a member that inflates like a zip bomb) is refused with an
+:class:`ArchiveError` that says which limit and by how much.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import stat
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+MB = 2**20
+CHUNK = MB
+SUPPORTED_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
+# Folders and files that operating systems add to archives; never data.
+SYSTEM_NAMES = {"__macosx", ".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"}
+NESTED_ARCHIVES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".zst", ".jar")
+CENTRAL_DIRECTORY_BYTES_PER_FILE = 400  # far above a real entry (46 bytes plus its name)
+
+
+class ArchiveError(ValueError):
+    """The zip cannot be used at all; the message says which limit or defect, in numbers."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ZipLimits:
+    """What one uploaded zip may cost. The defaults fit a shared server of a few GB."""
+
+    max_archive_bytes: int = 100 * MB
+    max_total_bytes: int = 1024 * MB
+    max_files: int = 20_000
+    max_file_bytes: int = 25 * MB
+    # Photos do not compress: deflate shrinks a JPEG or PNG by a few percent. A member that
+    # inflates more than this many times (and to more than ratio_floor_bytes) is a bomb.
+    max_ratio: float = 100.0
+    ratio_floor_bytes: int = 4 * MB
+
+
+@dataclasses.dataclass
+class Member:
+    """One usable entry: its path inside the zip (posix, safe) and its zip record."""
+
+    path: str
+    info: zipfile.ZipInfo
+
+
+@dataclasses.dataclass
+class Listing:
+    """The usable members of a zip, and what was left out and why (reason -> names)."""
+
+    members: list[Member]
+    skipped: dict[str, list[str]]
+
+    def skip(self, reason: str, name: str) -> None:
+        self.skipped.setdefault(reason, []).append(name)
+
+
+SKIP_UNSAFE = "unsafe path (absolute, a drive letter or '..')"
+SKIP_SYMLINK = "symbolic link"
+SKIP_SYSTEM = "hidden or system file (__MACOSX, .DS_Store, Thumbs.db, dot-files)"
+SKIP_NESTED = "archive inside the zip (not opened)"
+SKIP_ENCRYPTED = "encrypted"
+SKIP_METHOD = "compression method other than stored or deflated"
+SKIP_TOO_BIG = "larger than the per-file limit"
+SKIP_DUPLICATE = "listed twice"
+
+
+def _mb(value: float) -> str:
+    return f"{value / MB:,.1f} MB"
+
+
+def _safe_path(name: str) -> str | None:
+    """The member's path in posix form, or ``None`` if it could land outside the folder."""
+    text = name.replace("\\", "/")
+    if text.startswith("/") or (len(text) > 1 and text[1] == ":") or "\x00" in text:
+        return None
+    parts = [part for part in text.split("/") if part not in ("", ".")]
+    if not parts or ".." in parts:
+        return None
+    return str(PurePosixPath(*parts))
+
+
+def _is_symlink(info: zipfile.ZipInfo) -> bool:
+    return info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16)
+
+
+def is_system(path: str) -> bool:
+    return any(part.startswith(".") or part.lower() in SYSTEM_NAMES for part in path.split("/"))
+
+
+def check_directory(stream: BinaryIO, limits: ZipLimits) -> None:
+    """Refuse a zip whose end record announces more files, or a bigger directory, than
+    the limits allow, before :mod:`zipfile` builds one object per entry."""
+    try:
+        end = zipfile._EndRecData(stream)  # the end-of-central-directory record (zip64 aware)
+    except (OSError, ValueError, EOFError) as error:
+        raise ArchiveError(f"This is not a zip file, or it is damaged ({error}).") from error
+    if end is None:
+        raise ArchiveError("This is not a zip file, or it is damaged (no end-of-archive record).")
+    entries, directory_bytes = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]
+    if entries > limits.max_files:
+        raise ArchiveError(f"The zip lists {entries:,} files; the limit is {limits.max_files:,}.")
+    if directory_bytes > limits.max_files * CENTRAL_DIRECTORY_BYTES_PER_FILE:
+        raise ArchiveError(
+            f"The zip's table of contents is {_mb(directory_bytes)}, too large for "
+            f"{limits.max_files:,} files: it was refused unread."
+        )
+
+
+def open_zip(source: str | Path | BinaryIO, limits: ZipLimits) -> zipfile.ZipFile:
+    """A :class:`zipfile.ZipFile` over ``source`` once its size and directory pass the limits."""
+    stream = open(source, "rb") if isinstance(source, (str, Path)) else source  # noqa: SIM115 (owned by the ZipFile)
+    try:
+        stream.seek(0, io.SEEK_END)
+        size = stream.tell()
+        if size > limits.max_archive_bytes:
+            raise ArchiveError(f"The zip is {_mb(size)}; the limit is {_mb(limits.max_archive_bytes)}.")
+        check_directory(stream, limits)
+        try:
+            return zipfile.ZipFile(stream)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
+            raise ArchiveError(f"This is not a zip file, or it is damaged ({error}).") from error
+    except BaseException:
+        if isinstance(source, (str, Path)):
+            stream.close()
+        raise
+
+
+def list_members(archive: zipfile.ZipFile, limits: ZipLimits) -> Listing:
+    """Every member that may be read, in the zip's order, and every one that may not, by reason."""
+    listing = Listing([], {})
+    seen: set[str] = set()
+    declared_total = 0
+    for info in archive.infolist():
+        if info.is_dir():
+            continue
+        path = _safe_path(info.filename)
+        if path is None:
+            listing.skip(SKIP_UNSAFE, info.filename[:200])
+        elif _is_symlink(info):
+            listing.skip(SKIP_SYMLINK, path)
+        elif is_system(path):
+            listing.skip(SKIP_SYSTEM, path)
+        elif path.lower().endswith(NESTED_ARCHIVES):
+            listing.skip(SKIP_NESTED, path)
+        elif info.flag_bits & 0x1:
+            listing.skip(SKIP_ENCRYPTED, path)
+        elif info.compress_type not in SUPPORTED_METHODS:
+            listing.skip(SKIP_METHOD, path)
+        elif info.file_size > limits.max_file_bytes:
+            listing.skip(SKIP_TOO_BIG, path)
+        elif path in seen:
+            listing.skip(SKIP_DUPLICATE, path)
+        else:
+            _check_ratio(path, info.file_size, info.compress_size, limits)
+            declared_total += info.file_size
+            seen.add(path)
+            listing.members.append(Member(path, info))
+    if declared_total > limits.max_total_bytes:
+        raise ArchiveError(
+            f"The zip's files add up to {_mb(declared_total)} once inflated; the limit is "
+            f"{_mb(limits.max_total_bytes)}."
+        )
+    return listing
+
+
+def _check_ratio(path: str, inflated: int, compressed: int, limits: ZipLimits) -> None:
+    if inflated > limits.ratio_floor_bytes and inflated > limits.max_ratio * max(compressed, 1):
+        raise ArchiveError(
+            f"{path} inflates {inflated / max(compressed, 1):,.0f} times (from {compressed:,} bytes to "
+            f"{_mb(inflated)}); more than {limits.max_ratio:.0f} times is treated as a zip bomb, so the zip "
+            "was refused."
+        )
+
+
+class Reader:
+    """Reads members' bytes, counting what inflation actually produces across the whole zip."""
+
+    def __init__(self, archive: zipfile.ZipFile, limits: ZipLimits):
+        self.archive, self.limits = archive, limits
+        self.bytes_inflated = 0
+
+    def read(self, member: Member) -> bytes:
+        """The member's bytes. Raises :class:`ArchiveError` when the zip as a whole breaks a
+        limit, and ``zipfile.BadZipFile``/``OSError`` when only this member is damaged."""
+        cap = min(member.info.file_size, self.limits.max_file_bytes)
+        parts, produced = [], 0
+        with self.archive.open(member.info) as stream:
+            while chunk := stream.read(min(CHUNK, cap + 1 - produced)):
+                produced += len(chunk)
+                self.bytes_inflated += len(chunk)
+                if produced > cap:
+                    raise zipfile.BadZipFile(f"{member.path} inflates past its declared {cap:,} bytes")
+                if self.bytes_inflated > self.limits.max_total_bytes:
+                    raise ArchiveError(
+                        f"The zip inflates to more than {_mb(self.limits.max_total_bytes)}; that is the limit."
+                    )
+                _check_ratio(member.path, produced, member.info.compress_size, self.limits)
+                parts.append(chunk)
+        return b"".join(parts)
+
+    def read_all(self, members: list[Member]) -> Iterator[tuple[Member, bytes | Exception]]:
+        """Each member with its bytes, or with the error that made this one member unreadable."""
+        for member in members:
+            try:
+                yield member, self.read(member)
+            except ArchiveError:
+                raise
+            except Exception as error:  # BadZipFile, zlib.error, EOFError...: this member only
+                yield member, error
