@@ -26,7 +26,8 @@ ACTIVE = "active"
 PRIVATE = (WORKSPACE, SHARE, ACTIVE)  # what a setup link leaves out, with the thresholds (a run's own)
 THRESHOLD_PREFIX = "thr."
 CONFIGS = {"data": DataConfig, "train": TrainConfig}
-SERVER_ONLY = {"data_dir"}  # where the server keeps its data: never taken from a URL
+SERVER_ONLY = {"data_dir", "archive"}  # where the server keeps data: never taken from a URL
+UPLOADED_SOURCE = "zip"  # a visitor's uploaded zip stays in their session: a link cannot carry it
 MAX_VALUE_LENGTH = 500
 
 
@@ -108,6 +109,10 @@ def _config(prefix: str, kind: type, params: dict[str, str], problems: list[str]
         except ValueError as error:
             problems.append(f"{_short(key)}: {_short(str(error))}.")
     if not values:
+        return None
+    if values.get("source") == UPLOADED_SOURCE:
+        problems.append("the data was an uploaded zip, which stays with the session that uploaded it: upload it "
+                        "on the Data page (the other settings were not used).")  # fmt: skip
         return None
     try:
         return kind(**values)

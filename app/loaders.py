@@ -62,6 +62,8 @@ class DataOverview:
     synthetic: bool
     origin: str
     skipped_files: tuple[str, ...]
+    findings: tuple[datasets.Finding, ...] = ()
+    annotated: bool = False
 
 
 def tags(targets: np.ndarray, label_names: tuple[str, ...]) -> str:
@@ -88,4 +90,12 @@ def data_overview(config: DataConfig) -> DataOverview:
         synthetic=splits.synthetic,
         origin=splits.origin,
         skipped_files=splits.skipped_files,
+        findings=splits.findings,
+        annotated=splits.annotated,
     )
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def has_annotations(config: DataConfig) -> bool:
+    """Whether the config's folder or zip takes its labels from labels.csv."""
+    return datasets.has_annotations(config)

@@ -18,12 +18,13 @@ from typing import Any
 
 import streamlit as st
 
-from app import jobs, loaders, runs
+from app import jobs, loaders, runs, uploaded_data
 from mlcore import metrics, store
 from mlcore.config import DataConfig, TrainConfig
 
 DATA_CONFIG = "mlapp.data_config"
 DATA_NOTICE = "mlapp.data_notice"
+UPLOADS = "mlapp.uploads"  # this session's uploaded zips (app.uploaded_data), deleted with the session
 TRAIN_CONFIG = "mlapp.train_config"
 JOB = "mlapp.job"
 JOB_MESSAGE = "mlapp.job_message"
@@ -166,8 +167,15 @@ def set_data_config(config: DataConfig) -> None:
 
 def use_demo_data() -> None:
     """Switch to the generated demo set, keeping the other settings (a button callback)."""
-    set_data_config(dataclasses.replace(data_config(), source="demo", folder=None))
+    set_data_config(dataclasses.replace(data_config(), source="demo", folder=None, archive=None))
     renew_widgets("data")  # the form shows the new source
+
+
+def session_uploads() -> uploaded_data.SessionUploads:
+    """This session's private folder of uploaded zips, made on first use."""
+    if UPLOADS not in st.session_state:
+        st.session_state[UPLOADS] = uploaded_data.SessionUploads()
+    return st.session_state[UPLOADS]
 
 
 def data_notice() -> str | None:

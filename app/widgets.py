@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import streamlit as st
 
@@ -34,6 +35,9 @@ def describe_data(config: DataConfig) -> str:
     elif config.source == "real":
         count = "all" if not config.n_images or config.n_images >= REAL_TRAIN_IMAGES else f"{config.n_images:,}"
         what = f"**Real cats_and_dogs_filtered**, {count} training images"
+    elif config.source == "zip":
+        count = f"up to {config.n_images:,}" if config.n_images else "all"
+        what = f"**Uploaded zip** {plain(Path(config.archive).name)}, {count} training images"
     else:
         count = f"up to {config.n_images:,}" if config.n_images else "all"
         what = f"**Folder** `{config.folder}`, {count} training images"
@@ -82,3 +86,15 @@ def seed_input(container, group: str, value: int) -> int:
     return container.number_input(
         "Seed", min_value=0, max_value=choices.MAX_SEED, step=1, value=value, key=state.widget_key(group, "seed")
     )
+
+
+LABELS_PER_ROW = 4
+
+
+def label_columns(labels: tuple[str, ...]) -> list:
+    """One column per label, in rows of at most four: five or twenty labels stay readable."""
+    per_row = max(1, min(len(labels), LABELS_PER_ROW))
+    columns = []
+    for start in range(0, len(labels), per_row):
+        columns += st.columns(per_row)[: len(labels) - start]
+    return columns

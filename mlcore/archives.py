@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import stat
+import struct
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -99,16 +100,38 @@ def is_system(path: str) -> bool:
     return any(part.startswith(".") or part.lower() in SYSTEM_NAMES for part in path.split("/"))
 
 
+END_RECORD = struct.Struct("<4s4H2LH")  # end of central directory: the last 22 bytes before a comment
+ZIP64_LOCATOR = struct.Struct("<4sLQL")
+ZIP64_END_RECORD = struct.Struct("<4sQ2H2L4Q")
+
+
+def directory_size(stream: BinaryIO) -> tuple[int, int]:
+    """``(entries, bytes)`` of the central directory as the zip's end record announces them."""
+    stream.seek(0, io.SEEK_END)
+    size = stream.tell()
+    tail_start = max(0, size - END_RECORD.size - 65535)  # the record, then a comment of at most 64 KB
+    stream.seek(tail_start)
+    tail = stream.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < END_RECORD.size:
+        raise ArchiveError("This is not a zip file, or it is damaged (no end-of-archive record).")
+    _, _, _, _, entries, directory_bytes, _, _ = END_RECORD.unpack_from(tail, at)
+    locator_at = tail_start + at - ZIP64_LOCATOR.size
+    if (entries == 0xFFFF or directory_bytes == 0xFFFFFFFF) and locator_at >= 0:
+        stream.seek(locator_at)
+        signature, _, record_at, _ = ZIP64_LOCATOR.unpack(stream.read(ZIP64_LOCATOR.size))
+        if signature == b"PK\x06\x07" and 0 <= record_at <= size - ZIP64_END_RECORD.size:
+            stream.seek(record_at)
+            record = ZIP64_END_RECORD.unpack(stream.read(ZIP64_END_RECORD.size))
+            if record[0] == b"PK\x06\x06":
+                entries, directory_bytes = record[7], record[8]
+    return entries, directory_bytes
+
+
 def check_directory(stream: BinaryIO, limits: ZipLimits) -> None:
     """Refuse a zip whose end record announces more files, or a bigger directory, than
     the limits allow, before :mod:`zipfile` builds one object per entry."""
-    try:
-        end = zipfile._EndRecData(stream)  # the end-of-central-directory record (zip64 aware)
-    except (OSError, ValueError, EOFError) as error:
-        raise ArchiveError(f"This is not a zip file, or it is damaged ({error}).") from error
-    if end is None:
-        raise ArchiveError("This is not a zip file, or it is damaged (no end-of-archive record).")
-    entries, directory_bytes = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]
+    entries, directory_bytes = directory_size(stream)
     if entries > limits.max_files:
         raise ArchiveError(f"The zip lists {entries:,} files; the limit is {limits.max_files:,}.")
     if directory_bytes > limits.max_files * CENTRAL_DIRECTORY_BYTES_PER_FILE:

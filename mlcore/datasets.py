@@ -370,6 +370,21 @@ def forget_archive(digest: str) -> None:
         entry.unlink(missing_ok=True)
 
 
+def has_annotations(config: cfg.DataConfig) -> bool:
+    """Whether a folder or zip source takes its labels from labels.csv (reads file lists only)."""
+    try:
+        if config.source == "folder":
+            return _folder_layout(Path(config.folder).expanduser()).annotation is not None
+        if config.source == "zip":
+            limits = archives.ZipLimits()
+            with archives.open_zip(config.archive, limits) as archive:
+                paths = [member.path for member in archives.list_members(archive, limits).members]
+            return plan_layout(paths, config.archive).annotation is not None
+    except (DatasetUnavailable, archives.ArchiveError, zipfile.BadZipFile, OSError):
+        return False
+    return False
+
+
 def load_archive(
     path: Path | str,
     image_size: int = 128,
@@ -704,6 +719,7 @@ class Splits:
     origin: str
     skipped_files: tuple[str, ...] = ()
     findings: tuple[Finding, ...] = ()
+    annotated: bool = False  # labels come from a labels.csv, not from class folders
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
@@ -808,6 +824,11 @@ def _source_sets(config: cfg.DataConfig) -> tuple[ImageSet, ImageSet]:
     if config.source == "folder":
         everything = load_folder(config.folder, config.image_size)
     elif config.source == "zip":
+        if not Path(config.archive).is_file():
+            raise DatasetUnavailable(
+                f"The zip {Path(config.archive).name} is no longer here (an uploaded zip is kept only while "
+                "its browser session lasts): upload it again on the Data page."
+            )
         everything = load_archive(config.archive, config.image_size, origin=Path(config.archive).name)
     else:
         everything = make_demo_set(config.demo_images, config.image_size, config.seed)
@@ -837,6 +858,7 @@ def load_splits(config: cfg.DataConfig) -> Splits:
         # Pool and test may come from one folder and so carry the same skipped list.
         skipped_files=tuple(dict.fromkeys(pool.skipped_files + test.skipped_files)),
         findings=tuple(dict.fromkeys(pool.findings + test.findings)),
+        annotated=pool.tags is not None,
     )
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from app import loaders, runs, state, workspace
-from app.widgets import EXCLUSIVE_NOTE, NUMBER, describe_data, plain, read_only_notice
+from app.widgets import EXCLUSIVE_NOTE, LABELS_PER_ROW, NUMBER, describe_data, label_columns, plain, read_only_notice
 from mlcore import datasets, metrics, plots
 from mlcore.config import RANDOM_LABEL
 
@@ -95,7 +95,7 @@ def threshold_controls(run: runs.Run) -> dict[str, float]:
         args=(run,),
         key=state.seed_widget(state.global_threshold_key(run), state.global_threshold(run)),
     )
-    for column, label in zip(st.columns(len(run.label_names)), run.label_names, strict=True):
+    for column, label in zip(label_columns(run.label_names), run.label_names, strict=True):
         column.slider(
             f"Threshold for {label}",
             0.0,
@@ -197,7 +197,8 @@ def provenance(run: runs.Run, split: str) -> None:
 
 def summary_metrics(scores: runs.SplitScores, thresholds: dict[str, float], labels: tuple[str, ...]) -> None:
     values = metrics.summary_scores(scores.y_true, scores.y_score, threshold=thresholds, labels=labels)
-    columns = st.columns(4 + len(labels))
+    wide = len(labels) <= LABELS_PER_ROW
+    columns = st.columns(4 + len(labels)) if wide else st.columns(4) + label_columns(labels)
     columns[0].metric("Micro F1", f"{values['micro_f1']:.3f}")
     columns[1].metric("Macro F1", f"{values['macro_f1']:.3f}")
     columns[2].metric(
@@ -242,7 +243,7 @@ def confusion_grid(run: runs.Run, split: str, thresholds: dict[str, float]) -> N
     """One heatmap per label; clicking a cell shows its images in the error gallery below."""
     scores, labels = run.evaluation.split(split), run.label_names
     matrices = metrics.confusion_matrices(scores.y_true, scores.y_score, threshold=thresholds, labels=labels)
-    for column, label, matrix in zip(st.columns(len(labels)), labels, matrices, strict=True):
+    for column, label, matrix in zip(label_columns(labels), labels, matrices, strict=True):
         figure = state.figure(
             (run.id, split, "confusion", label), lambda m=matrix, n=label: plots.confusion_heatmap(m, n, clickable=True)
         )
@@ -275,7 +276,7 @@ def _separation(scores: runs.SplitScores, label: str) -> str:
 def distributions_grid(run: runs.Run, split: str, thresholds: dict[str, float]) -> None:
     """Per label, the scores of images with and without it, and the threshold between them."""
     scores, labels = run.evaluation.split(split), run.label_names
-    for column, (index, label) in zip(st.columns(len(labels)), enumerate(labels), strict=True):
+    for column, (index, label) in zip(label_columns(labels), enumerate(labels), strict=True):
         figure = state.figure(
             (run.id, split, "distribution", label),
             lambda i=index, n=label: plots.score_distribution_figure(
@@ -291,7 +292,7 @@ def curves_grid(run: runs.Run, split: str, thresholds: dict[str, float]) -> None
     """Per label, the ROC and precision-recall curves with the current operating point on each."""
     scores, labels = run.evaluation.split(split), run.label_names
     for kind in ("roc", "pr"):
-        for column, (index, label) in zip(st.columns(len(labels)), enumerate(labels), strict=True):
+        for column, (index, label) in zip(label_columns(labels), enumerate(labels), strict=True):
             curves = scores.curves.get(label)
             if curves is None:
                 column.caption(f"{label}: one class only in this split, so no curve.")
@@ -421,7 +422,7 @@ def sweep_grid(run: runs.Run, split: str, thresholds: dict[str, float]) -> None:
     """Precision, recall and F1 against the threshold on the scored split, the validation F1-best marked."""
     evaluation, labels = run.evaluation, run.label_names
     sweep, best = evaluation.split(split).sweep, evaluation.best_thresholds
-    for column, label in zip(st.columns(len(labels)), labels, strict=True):
+    for column, label in zip(label_columns(labels), labels, strict=True):
         figure = state.figure(
             (run.id, split, "sweep", label),
             lambda n=label: plots.threshold_sweep_figure(sweep, n, threshold=thresholds[n], best=best.get(n)),

@@ -1,0 +1,80 @@
+"""Zips of images a visitor uploads on the Data page: private to their session.
+
+Each session that uploads gets its own folder under the server's temp directory,
+named by a random token and never listed. The folder, and the decoded images
+cached under each zip's content hash, are deleted when the session's state is
+dropped (Streamlit drops it a while after the browser tab closes) or when the
+server stops; folders left behind by a crash are swept once they are a day old.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import tempfile
+import time
+import weakref
+from pathlib import Path
+
+from mlcore import archives, datasets, store
+
+STALE_SECONDS = 24 * 3600
+MB = archives.MB
+SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
+
+
+def root() -> Path:
+    return Path(tempfile.gettempdir()) / "mlcore-uploads"
+
+
+def safe_name(name: str) -> str:
+    """A file name a visitor chose, as one harmless path component ending in .zip."""
+    stem = SAFE_NAME.sub("_", Path(name.replace("\\", "/")).name).strip(" .") or "upload"
+    stem = stem[:80]
+    return stem if stem.lower().endswith(".zip") else f"{stem}.zip"
+
+
+def _release(folder: Path, digests: set[str]) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    for digest in digests:
+        datasets.forget_archive(digest)
+
+
+def sweep(now: float | None = None) -> None:
+    """Delete session folders older than a day (a server that crashed cannot run finalizers)."""
+    now = time.time() if now is None else now
+    for folder in root().glob("session-*"):
+        try:
+            if now - folder.stat().st_mtime > STALE_SECONDS:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
+
+
+class SessionUploads:
+    """One session's uploaded zips; everything it wrote goes when it is garbage-collected."""
+
+    def __init__(self) -> None:
+        root().mkdir(parents=True, exist_ok=True)
+        sweep()
+        self.folder = Path(tempfile.mkdtemp(prefix="session-", dir=root()))
+        self.digests: set[str] = set()
+        self._finalizer = weakref.finalize(self, _release, self.folder, self.digests)
+
+    def keep(self, name: str, data: bytes) -> Path:
+        """Write an uploaded zip into the session's folder (atomically) and return its path.
+        Refuses, with :class:`archives.ArchiveError`, a file over the size limit."""
+        limit = archives.ZipLimits().max_archive_bytes
+        if len(data) > limit:
+            raise archives.ArchiveError(f"The zip is {len(data) / MB:,.1f} MB; the limit is {limit / MB:,.0f} MB.")
+        digest = hashlib.sha256(data).hexdigest()
+        target = self.folder / digest[:16] / safe_name(name)
+        if not target.exists():
+            store.write_atomic(target, data)
+        self.digests.add(digest)
+        return target
+
+    def release(self) -> None:
+        """Delete everything now (the finalizer then has nothing left to do)."""
+        self._finalizer()
