@@ -14,6 +14,7 @@ import functools
 import threading
 import uuid
 from collections.abc import Callable
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
@@ -406,6 +407,14 @@ def _or_unknown(value: object) -> object:
     return "?" if value is None else value
 
 
+def _source(data: dict) -> object:
+    """The data source as a person names it: an uploaded zip by its file name."""
+    archive = data.get("archive")
+    if data.get("source") == "zip" and isinstance(archive, str):
+        return f"zip {PurePath(archive).name}"
+    return data.get("source")
+
+
 def settings_of(run: Run) -> dict[str, object]:
     """The settings that shaped a run, by name, as the Runs and Compare pages list them."""
     train = run.metadata.get("train_config") or {}
@@ -417,7 +426,7 @@ def settings_of(run: Run) -> dict[str, object]:
         "learning rate": train.get("learning_rate"),
         "augmentation": train.get("augmentation"),
         "training seed": train.get("seed"),
-        "data source": data.get("source"),
+        "data source": _source(data),
         "training images": (run.metadata.get("split_sizes") or {}).get("train"),
         "image size": run.image_size,
         "indoor p": data.get("indoor_probability"),
