@@ -25,6 +25,7 @@ def page_frame(page_file: str) -> None:
     workspace.start()
     state.enter_page(page_file)
     state.collect_finished_job()
+    state.touch_uploads()
     workspace.sync()
     for kind, text in state.pop_notices():
         NOTICE_STYLES[kind](plain(text))  # they may repeat what an address held: text, never Markdown

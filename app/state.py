@@ -178,6 +178,12 @@ def session_uploads() -> uploaded_data.SessionUploads:
     return st.session_state[UPLOADS]
 
 
+def touch_uploads() -> None:
+    """Mark this session's uploads as in use (idle ones are swept, see app.uploaded_data)."""
+    if (uploads := st.session_state.get(UPLOADS)) is not None:
+        uploads.touch()
+
+
 def data_notice() -> str | None:
     return st.session_state[DATA_NOTICE]
 

@@ -3,13 +3,18 @@
 Each session that uploads gets its own folder under the server's temp directory,
 named by a random token and never listed. The folder, and the decoded images
 cached under each zip's content hash, are deleted when the session's state is
-dropped (Streamlit drops it a while after the browser tab closes) or when the
-server stops; folders left behind by a crash are swept once they are a day old.
+dropped or when the server stops. Streamlit drops a closed tab's session only
+lazily (after ``server.disconnectedSessionTTL``, when its session store is next
+touched), and a crash runs no finalizer, so every page run of the session marks
+its folder as used, and folders unused for six hours are swept when any session
+uploads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import re
 import shutil
 import tempfile
@@ -19,7 +24,7 @@ from pathlib import Path
 
 from mlcore import archives, datasets, store
 
-STALE_SECONDS = 24 * 3600
+STALE_SECONDS = 6 * 3600
 MB = archives.MB
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
 
@@ -42,7 +47,7 @@ def _release(folder: Path, digests: set[str]) -> None:
 
 
 def sweep(now: float | None = None) -> None:
-    """Delete session folders older than a day (a server that crashed cannot run finalizers)."""
+    """Delete session folders unused for :data:`STALE_SECONDS`."""
     now = time.time() if now is None else now
     for folder in root().glob("session-*"):
         try:
@@ -74,6 +79,11 @@ class SessionUploads:
             store.write_atomic(target, data)
         self.digests.add(digest)
         return target
+
+    def touch(self) -> None:
+        """Mark the folder as in use now."""
+        with contextlib.suppress(OSError):
+            os.utime(self.folder)
 
     def release(self) -> None:
         """Delete everything now (the finalizer then has nothing left to do)."""

@@ -27,7 +27,7 @@ SUPPORTED_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflat
 # Folders and files that operating systems add to archives; never data.
 SYSTEM_NAMES = {"__macosx", ".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"}
 NESTED_ARCHIVES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".zst", ".jar")
-CENTRAL_DIRECTORY_BYTES_PER_FILE = 400  # far above a real entry (46 bytes plus its name)
+CENTRAL_DIRECTORY_BYTES_PER_FILE = 200  # far above a real entry (46 bytes, its name and a few extras)
 
 
 class ArchiveError(ValueError):
@@ -78,7 +78,7 @@ SKIP_DUPLICATE = "listed twice"
 
 
 def _mb(value: float) -> str:
-    return f"{value / MB:,.1f} MB"
+    return f"{value / MB:,.1f} MB" if value >= MB else f"{value:,.0f} bytes"
 
 
 def _safe_path(name: str) -> str | None:
@@ -116,15 +116,18 @@ def directory_size(stream: BinaryIO) -> tuple[int, int]:
     if at < 0 or len(tail) - at < END_RECORD.size:
         raise ArchiveError("This is not a zip file, or it is damaged (no end-of-archive record).")
     _, _, _, _, entries, directory_bytes, _, _ = END_RECORD.unpack_from(tail, at)
+    # As zipfile does: a zip64 locator just before the end record wins, whatever the record says,
+    # and the zip64 record sits just before the locator.
     locator_at = tail_start + at - ZIP64_LOCATOR.size
-    if (entries == 0xFFFF or directory_bytes == 0xFFFFFFFF) and locator_at >= 0:
+    record_at = locator_at - ZIP64_END_RECORD.size
+    if record_at >= 0:
         stream.seek(locator_at)
-        signature, _, record_at, _ = ZIP64_LOCATOR.unpack(stream.read(ZIP64_LOCATOR.size))
-        if signature == b"PK\x06\x07" and 0 <= record_at <= size - ZIP64_END_RECORD.size:
+        if ZIP64_LOCATOR.unpack(stream.read(ZIP64_LOCATOR.size))[0] == b"PK\x06\x07":
             stream.seek(record_at)
             record = ZIP64_END_RECORD.unpack(stream.read(ZIP64_END_RECORD.size))
-            if record[0] == b"PK\x06\x06":
-                entries, directory_bytes = record[7], record[8]
+            if record[0] != b"PK\x06\x06":
+                raise ArchiveError("This zip is damaged (its zip64 end record is missing).")
+            entries, directory_bytes = record[7], record[8]
     return entries, directory_bytes
 
 
@@ -152,7 +155,7 @@ def open_zip(source: str | Path | BinaryIO, limits: ZipLimits) -> zipfile.ZipFil
         check_directory(stream, limits)
         try:
             return zipfile.ZipFile(stream)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as error:
             raise ArchiveError(f"This is not a zip file, or it is damaged ({error}).") from error
     except BaseException:
         if isinstance(source, (str, Path)):
@@ -162,22 +165,26 @@ def open_zip(source: str | Path | BinaryIO, limits: ZipLimits) -> zipfile.ZipFil
 
 def list_members(archive: zipfile.ZipFile, limits: ZipLimits) -> Listing:
     """Every member that may be read, in the zip's order, and every one that may not, by reason."""
+    infos = archive.infolist()
+    if len(infos) > limits.max_files:  # the end record may undercount: zipfile reads the directory by size
+        raise ArchiveError(
+            f"The zip holds {len(infos):,} files (more than its end record says); the limit is {limits.max_files:,}."
+        )
     listing = Listing([], {})
     seen: set[str] = set()
-    declared_total = 0
-    for info in archive.infolist():
-        if info.is_dir():
-            continue
+    for info in infos:
         path = _safe_path(info.filename)
+        if info.filename.endswith("/"):
+            continue  # a folder entry
         if path is None:
-            listing.skip(SKIP_UNSAFE, info.filename[:200])
+            listing.skip(SKIP_UNSAFE, info.filename[:200] or "(no name)")
         elif _is_symlink(info):
             listing.skip(SKIP_SYMLINK, path)
         elif is_system(path):
             listing.skip(SKIP_SYSTEM, path)
         elif path.lower().endswith(NESTED_ARCHIVES):
             listing.skip(SKIP_NESTED, path)
-        elif info.flag_bits & 0x1:
+        elif info.flag_bits & 0x41:  # traditional or strong encryption
             listing.skip(SKIP_ENCRYPTED, path)
         elif info.compress_type not in SUPPORTED_METHODS:
             listing.skip(SKIP_METHOD, path)
@@ -187,15 +194,44 @@ def list_members(archive: zipfile.ZipFile, limits: ZipLimits) -> Listing:
             listing.skip(SKIP_DUPLICATE, path)
         else:
             _check_ratio(path, info.file_size, info.compress_size, limits)
-            declared_total += info.file_size
             seen.add(path)
             listing.members.append(Member(path, info))
-    if declared_total > limits.max_total_bytes:
-        raise ArchiveError(
-            f"The zip's files add up to {_mb(declared_total)} once inflated; the limit is "
-            f"{_mb(limits.max_total_bytes)}."
-        )
+    _check_extents(listing.members, archive.start_dir)
+    _check_total(sum(member.info.file_size for member in listing.members), archive, limits)
     return listing
+
+
+LOCAL_HEADER_BYTES = 30
+
+
+def _check_extents(members: list[Member], directory_start: int) -> None:
+    """Refuse members whose compressed data overlap, or run past the next member or into the
+    directory: overlapping entries inflate the same bytes many times (a zip bomb), and a
+    compressed size larger than the room it has lies about the member's ratio."""
+    if not members:
+        return
+    ordered = sorted(members, key=lambda member: member.info.header_offset)
+    ends = [member.info.header_offset for member in ordered[1:]] + [directory_start]
+    for member, end in zip(ordered, ends, strict=True):
+        if member.info.header_offset + LOCAL_HEADER_BYTES + member.info.compress_size > end:
+            raise ArchiveError(
+                f"{member.path} overlaps the next entry of the zip (its data claims more room than it has): "
+                "entries that share bytes are a zip bomb, so the zip was refused."
+            )
+
+
+def _check_total(declared: int, archive: zipfile.ZipFile, limits: ZipLimits) -> None:
+    if declared > limits.max_total_bytes:
+        raise ArchiveError(
+            f"The zip's files add up to {_mb(declared)} once inflated; the limit is {_mb(limits.max_total_bytes)}."
+        )
+    compressed = max(archive.start_dir, 1)
+    if declared > limits.ratio_floor_bytes and declared > limits.max_ratio * compressed:
+        raise ArchiveError(
+            f"The zip's files inflate {declared / compressed:,.0f} times in all (from {compressed:,} bytes to "
+            f"{_mb(declared)}); more than {limits.max_ratio:.0f} times is treated as a zip bomb, so the zip was "
+            "refused."
+        )
 
 
 def _check_ratio(path: str, inflated: int, compressed: int, limits: ZipLimits) -> None:
@@ -219,18 +255,23 @@ class Reader:
         limit, and ``zipfile.BadZipFile``/``OSError`` when only this member is damaged."""
         cap = min(member.info.file_size, self.limits.max_file_bytes)
         parts, produced = [], 0
-        with self.archive.open(member.info) as stream:
-            while chunk := stream.read(min(CHUNK, cap + 1 - produced)):
-                produced += len(chunk)
-                self.bytes_inflated += len(chunk)
-                if produced > cap:
-                    raise zipfile.BadZipFile(f"{member.path} inflates past its declared {cap:,} bytes")
-                if self.bytes_inflated > self.limits.max_total_bytes:
-                    raise ArchiveError(
-                        f"The zip inflates to more than {_mb(self.limits.max_total_bytes)}; that is the limit."
-                    )
-                _check_ratio(member.path, produced, member.info.compress_size, self.limits)
-                parts.append(chunk)
+        try:
+            with self.archive.open(member.info) as stream:
+                while chunk := stream.read(min(CHUNK, cap + 1 - produced)):
+                    produced += len(chunk)
+                    self.bytes_inflated += len(chunk)
+                    if produced > cap:
+                        raise zipfile.BadZipFile(f"{member.path} inflates past its declared {cap:,} bytes")
+                    if self.bytes_inflated > self.limits.max_total_bytes:
+                        raise ArchiveError(
+                            f"The zip inflates to more than {_mb(self.limits.max_total_bytes)}; that is the limit."
+                        )
+                    _check_ratio(member.path, produced, member.info.compress_size, self.limits)
+                    parts.append(chunk)
+        except (ArchiveError, zipfile.BadZipFile):
+            raise
+        except Exception as error:  # zlib.error, NotImplementedError, RuntimeError, EOFError...: this member only
+            raise zipfile.BadZipFile(f"{member.path} cannot be read ({type(error).__name__}: {error})") from error
         return b"".join(parts)
 
     def read_all(self, members: list[Member]) -> Iterator[tuple[Member, bytes | Exception]]:
@@ -238,7 +279,5 @@ class Reader:
         for member in members:
             try:
                 yield member, self.read(member)
-            except ArchiveError:
-                raise
-            except Exception as error:  # BadZipFile, zlib.error, EOFError...: this member only
+            except zipfile.BadZipFile as error:
                 yield member, error

@@ -26,6 +26,7 @@ from mlcore import archives
 from mlcore import config as cfg
 from mlcore.labels import (
     ANNOTATION_FILE,
+    CLASS_ALIASES,
     MAX_LABELS,
     MIN_LABEL_IMAGES,
     RANDOM_LABEL,
@@ -762,6 +763,19 @@ def _split_label_names(image_set: ImageSet, config: cfg.DataConfig) -> tuple[str
 def _check_classes(image_set: ImageSet) -> None:
     """Refuse class-folder data the pages could not split, train or show."""
     names, counts = image_set.class_names, np.bincount(image_set.class_index, minlength=len(image_set.class_names))
+    meanings: dict[str, list[str]] = {}
+    for name in names:
+        meanings.setdefault(CLASS_ALIASES.get(name.lower(), name).lower(), []).append(name)
+    if RANDOM_LABEL in meanings:
+        raise DatasetUnavailable(
+            f"A class folder may not be called {meanings[RANDOM_LABEL][0]!r}: that label is the random tag. "
+            "Rename the folder."
+        )
+    clashes = [" and ".join(same) for same in meanings.values() if len(same) > 1]
+    if clashes:
+        raise DatasetUnavailable(
+            f"These class folders would give one label twice: {'; '.join(clashes)}. Merge or rename them."
+        )
     if len(names) < 2:
         raise DatasetUnavailable(
             f"{image_set.origin} has one class folder only ({', '.join(names)}); a classifier needs at least two "

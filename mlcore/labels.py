@@ -10,6 +10,7 @@ import csv
 import dataclasses
 import hashlib
 import io
+import itertools
 import re
 
 import numpy as np
@@ -73,6 +74,8 @@ MAX_LABELS = 20  # label columns the pages can show (threshold sliders, one heat
 MIN_LABEL_IMAGES = 10  # fewer, and the validation and test splits get almost none
 MAX_LABEL_LENGTH = 64
 MAX_ANNOTATION_BYTES = 10 * 2**20
+MAX_ANNOTATION_ROWS = 50_000
+MAX_DISTINCT_LABELS = 1_000  # before rare labels are dropped; the tag matrix is images x labels
 
 
 class AnnotationError(ValueError):
@@ -112,14 +115,16 @@ def read_annotations(data: bytes, images: list[str]) -> Annotations:
     except UnicodeDecodeError as error:
         raise AnnotationError(f"{ANNOTATION_FILE} is not UTF-8 text ({error.reason} at byte {error.start}).") from error
     try:
-        rows = list(csv.reader(io.StringIO(text, newline="")))
+        rows = list(itertools.islice(csv.reader(io.StringIO(text, newline="")), MAX_ANNOTATION_ROWS + 2))
     except csv.Error as error:
         raise AnnotationError(f"{ANNOTATION_FILE} is not a readable CSV file ({error}).") from error
     if len(rows) < 2:
         raise AnnotationError(f"{ANNOTATION_FILE} has no rows after its header; expected 'file,labels' rows.")
+    if len(rows) > MAX_ANNOTATION_ROWS + 1:
+        raise AnnotationError(f"{ANNOTATION_FILE} has more than {MAX_ANNOTATION_ROWS:,} rows; that is the limit.")
     present = set(images)
     labelled: dict[str, set[str]] = {}
-    missing, bad_rows, duplicates = [], [], 0
+    missing, bad_rows, duplicates, distinct = [], [], 0, set()
     for line, row in enumerate(rows[1:], start=2):
         if not row or not "".join(row).strip():
             continue
@@ -128,9 +133,15 @@ def read_annotations(data: bytes, images: list[str]) -> Annotations:
             bad_rows.append(line)
             continue
         tags = {tag.strip() for tag in LABEL_SEPARATORS.split(row[1] if len(row) > 1 else "") if tag.strip()}
-        if any(len(tag) > MAX_LABEL_LENGTH for tag in tags):
+        if any(len(tag) > MAX_LABEL_LENGTH or not tag.isprintable() for tag in tags):
             bad_rows.append(line)
             continue
+        distinct |= tags
+        if len(distinct) > MAX_DISTINCT_LABELS:
+            raise AnnotationError(
+                f"{ANNOTATION_FILE} names more than {MAX_DISTINCT_LABELS:,} different labels; the app shows at "
+                f"most {MAX_LABELS}. Keep the labels you want to learn."
+            )
         if name not in present:
             missing.append(name)
         elif name in labelled:

@@ -1,6 +1,6 @@
 """Walk the app in headless Chromium with two trained models and save screenshots to docs/.
 
-``python -m scripts.screenshots [--images 2000] [--epochs 5]``. Uses the real dataset
+``python -m scripts.screenshots [--images 2000] [--epochs 5] [--own-data-only]``. Uses the real dataset
 when ``MLCORE_DATA_DIR`` holds it, else the generated demo set. Also prints the
 server's peak resident memory for the session it just drove.
 Regenerate the screenshots whenever the UI changes.
@@ -91,10 +91,39 @@ def walk(page: Page, images: int, epochs: int, photos: list[Path]) -> None:
     save(page, "compare")
 
 
+def own_data(page: Page, folder: Path) -> None:
+    """A second session: a zip of pictures with five real labels in a labels.csv, trained and evaluated."""
+    from tests import zips
+
+    archive, _ = zips.multilabel_zip(folder / "shapes.zip", count=400)
+    open_page(page, "Data")
+    page.get_by_text("Your images (upload a zip)").click()
+    page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(str(archive))
+    expect(page.get_by_text("shapes.zip").first).to_be_visible()
+    page.get_by_role("button", name="Apply settings").click()
+    expect(page.get_by_text("Apply label options")).to_be_visible(timeout=180_000)
+    page.get_by_text("Add the random 'indoor' tag as a control").click()
+    page.get_by_role("button", name="Apply label options").click()
+    expect(page.get_by_test_id("stSidebarUserContent")).to_contain_text("Uploaded zip")
+    expect(page.get_by_test_id("stImage").first).to_be_visible(timeout=180_000)
+    page.wait_for_function(ALL_IMAGES_LOADED, timeout=60_000)
+    save(page, "own-data")
+    open_page(page, "Train")
+    set_slider(page, "Epochs", 12)
+    page.get_by_role("button", name="Start training").click()
+    expect(page.get_by_role("button", name="Download the run bundle (.zip)")).to_be_visible(timeout=900_000)
+    open_page(page, "Evaluate")
+    page.get_by_role("button", name="F1-best per label").click()
+    expect(page.get_by_text("F1-best on the validation split").first).to_be_visible()
+    page.wait_for_timeout(3000)
+    save(page, "evaluate-own-data")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=2000, help="training images (a stratified subset)")
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--own-data-only", action="store_true", help="only the uploaded-zip session")
     args = parser.parse_args()
     executable = chromium_path()
     if executable is None:
@@ -119,7 +148,12 @@ def main() -> None:
             page.goto(url)
             expect(page.get_by_role("heading", name="Data").first).to_be_visible()
             print(f"first page drawn after {time.perf_counter() - started:.1f} s")
-            walk(page, args.images, args.epochs, photos)
+            if not args.own_data_only:
+                walk(page, args.images, args.epochs, photos)
+            second = browser.new_page(viewport={"width": 1400, "height": 900})
+            second.set_default_timeout(60_000)
+            second.goto(url)
+            own_data(second, Path(tmp))
             browser.close()
         print(f"server peak RSS: {peak_rss_mb(process.pid):.0f} MB")
 

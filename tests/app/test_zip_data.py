@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 import gc
 import io
+import os
+import time
 import zipfile
 from pathlib import Path
 
@@ -186,3 +188,15 @@ def test_a_zip_over_the_size_limit_is_refused_before_it_is_written(monkeypatch):
     with pytest.raises(uploaded_data.archives.ArchiveError, match="the limit is"):
         uploads.keep("big.zip", data.getvalue())
     assert not any(uploads.folder.iterdir())
+
+
+def test_a_session_folder_unused_for_six_hours_is_swept_when_another_session_uploads():
+    idle, active = uploaded_data.SessionUploads(), uploaded_data.SessionUploads()
+    long_ago = time.time() - uploaded_data.STALE_SECONDS - 60
+    os.utime(idle.folder, (long_ago, long_ago))
+    os.utime(active.folder, (long_ago, long_ago))
+    active.touch()  # every page run of a session marks its folder as used
+    newcomer = uploaded_data.SessionUploads()
+    assert not idle.folder.exists()
+    assert active.folder.exists()
+    assert newcomer.folder.exists()
