@@ -20,6 +20,8 @@ view.data_settings()
 
 config = state.data_config()
 st.markdown(f"Current data: {describe_data(config)}")
+if config.source in ("zip", "folder") and loaders.has_annotations(config):
+    view.label_options(config)  # before the data: a choice here can be what makes the data usable
 if config.source == "demo":
     st.warning(view.SYNTHETIC_NOTE, icon=":material/draw:")
 if config.source == "real" and loaders.real_dataset_path(config) is None:
@@ -34,5 +36,3 @@ else:
         )
     else:
         navigation.page_link("pages/train.py")
-    if config.source in ("zip", "folder") and loaders.has_annotations(config):
-        view.label_options(config)

@@ -75,8 +75,8 @@ def data_settings() -> None:
             key=state.widget_key("data", "size"),
         )
         left.caption(
-            "Demo set: images generated in all. Real dataset or folder: training images used "
-            "(a stratified subset; the real set has 2,000). The test split is never cut."
+            "Demo set: images generated in all. Real dataset, zip or folder: at most this many training "
+            "images (a stratified subset; the real set has 2,000). The test split is never cut."
         )
         right.caption("The seed network's size grows with the square of this.")
         indoor = left.slider(
