@@ -1,7 +1,8 @@
 """Cached data loaders, keyed on the frozen :class:`DataConfig`.
 
-The decoded splits (up to ~150 MB) live in ``st.cache_resource``: shared, never
-copied, and made read-only so no session can change them for another.
+The decoded splits live in ``st.cache_resource``: shared, never copied, and
+read-only so no session can change them for another. Their images stay on disk
+(``mlcore.arrays``): a split is an index array, read a batch at a time.
 ``st.cache_data`` would pickle them on every rerun. What the Data page shows is
 small and lives in ``st.cache_data``.
 """
@@ -29,8 +30,7 @@ def real_dataset_path(config: DataConfig) -> Path | None:
 
 def _freeze(splits: Splits) -> Splits:
     for split in (splits.train, splits.validation, splits.test):
-        split.images.flags.writeable = False
-        split.targets.flags.writeable = False
+        split.targets.flags.writeable = False  # images are views that only ever hand out fresh arrays
     return splits
 
 

@@ -81,7 +81,7 @@ def machine() -> dict:
 
     from mlcore import runtime
 
-    flags = set((_proc_field("/proc/cpuinfo", "flags") or "").split())
+    flags = runtime.cpu_flags()
     memory_kib = _proc_field("/proc/meminfo", "MemTotal")
     versions = {}
     for name in ("tensorflow", "tensorflow-cpu", "keras", "numpy", "pillow", "streamlit", "scikit-learn"):
@@ -99,7 +99,8 @@ def machine() -> dict:
             for flag in flags
             if flag in {"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile", "avx_vnni"}
         ),
-        "bf16_hardware": bool({"avx512_bf16", "amx_bf16"} & flags),
+        "bf16_hardware": runtime.bfloat16_native(flags),
+        "training_policy": runtime.training_policy(flags=flags),
         "python": platform.python_version(),
         "os": platform.platform(),
         "packages": versions,

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from mlcore import config as cfg
+from mlcore import runtime
 
 NOTEBOOK_PROTOCOL = {"epochs": 5, "batch_size": 32, "indoor_probability": 0.5, "threshold": 0.5}
 
@@ -72,6 +73,18 @@ def _parser() -> argparse.ArgumentParser:
         "'f1' (F1-best), 'precision:0.9' (the lowest threshold whose precision reaches 0.9) "
         "or 'recall:0.9' (the highest whose recall reaches 0.9); a label that cannot reach "
         "the target keeps --threshold",
+    )
+    train.add_argument(
+        "--strategy",
+        choices=runtime.STRATEGIES,
+        default="default",
+        help="tf.distribute strategy: one device (default), every local GPU (mirrored), or every worker "
+        "in TF_CONFIG (multi-worker; start one process per worker). --batch-size is the global batch.",
+    )
+    train.add_argument(
+        "--no-bfloat16",
+        action="store_true",
+        help=f"train in float32 even where the CPU has AVX512-BF16 or AMX (also: {runtime.BFLOAT16_ENV}=off)",
     )
     train.add_argument("--output", default="runs/latest.zip", help="where to save the run bundle")
 
@@ -151,6 +164,8 @@ def _configs(args) -> tuple[cfg.DataConfig, cfg.TrainConfig, float]:
 def _train(args) -> int:
     from mlcore import datasets, metrics, predict, store, train
 
+    strategy = runtime.make_strategy(args.strategy)  # before anything else runs TensorFlow
+    chief = runtime.is_chief(strategy)
     data_config, train_config, threshold = _configs(args)
     started = time.perf_counter()
     splits = datasets.notebook_splits(data_config) if args.protocol == "notebook" else datasets.load_splits(data_config)
@@ -169,9 +184,15 @@ def _train(args) -> int:
         train_config,
         splits.label_names,
         on_progress=ProgressBar(),
+        bfloat16=False if args.no_bfloat16 else None,
+        strategy=None if args.strategy == "default" else strategy,
     )
     if result.stopped:
         print("Training stopped early.")
+    print(
+        f"Trained in {result.precision} on {strategy.num_replicas_in_sync} replica(s); "
+        f"weights digest {train.weights_digest(result.model)}"
+    )
     labels = splits.label_names
     thresholds, origins = _thresholds(args, result.model, splits, threshold)
     y_true, y_score = splits.test.targets, predict.predict_proba(result.model, splits.test.images)
@@ -197,6 +218,9 @@ def _train(args) -> int:
         threshold_origin=origins,
         test_metrics=test_metrics,
     )
+    if not chief:
+        print("\nA worker, not the chief: the chief saves the run bundle.")
+        return 0
     path = store.save_bundle(args.output, result.model, metadata)
     print(f"\nSaved run bundle to {path}")
     return 0

@@ -11,18 +11,18 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import hashlib
-import itertools
 import json
 import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from mlcore import archives
+from mlcore import archives, arrays
 from mlcore import config as cfg
 from mlcore.labels import (
     ANNOTATION_FILE,
@@ -31,6 +31,7 @@ from mlcore.labels import (
     MIN_LABEL_IMAGES,
     RANDOM_LABEL,
     AnnotationError,
+    Annotations,
     label_names,
     make_targets,
     rare_labels,
@@ -41,7 +42,7 @@ from mlcore.labels import (
 from mlcore.predict import ImageError, load_image, to_model_input
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-CACHE_VERSION = 3
+CACHE_VERSION = 4  # 4: images in a flat uint8 file read a batch at a time
 MIN_CLASS_IMAGES = MIN_LABEL_IMAGES
 MAX_CLASSES = MAX_LABELS - 1  # class folders also get the random indoor tag
 DECODE_CHUNK_FILES, DECODE_CHUNK_BYTES = 64, 64 * 2**20
@@ -74,7 +75,7 @@ class ImageSet:
     ``findings`` says what else was left out (hidden files, rows without images…).
     """
 
-    images: np.ndarray
+    images: arrays.Images
     class_index: np.ndarray
     class_names: tuple[str, ...]
     keys: tuple[str, ...]
@@ -93,7 +94,7 @@ class ImageSet:
         indices = np.asarray(indices, dtype=np.int64)
         return dataclasses.replace(
             self,
-            images=self.images[indices],
+            images=self.images.take(indices),  # a view: no image is read or copied
             class_index=self.class_index[indices],
             keys=tuple(self.keys[i] for i in indices),
             tags=None if self.tags is None else self.tags[indices],
@@ -195,6 +196,62 @@ def decode_file(path: Path, image_size: int) -> np.ndarray | None:
         return None
 
 
+def _workers() -> int:
+    return max(1, min(8, (os.cpu_count() or 1) * 2))
+
+
+def _chunks(items: Iterable) -> Iterator[list]:
+    """Items in chunks of at most DECODE_CHUNK_FILES files or DECODE_CHUNK_BYTES of file bytes."""
+    chunk, held = [], 0
+    for item in items:
+        chunk.append(item)
+        held += len(item) if isinstance(item, bytes) else 0
+        if len(chunk) >= DECODE_CHUNK_FILES or held >= DECODE_CHUNK_BYTES:
+            yield chunk
+            chunk, held = [], 0
+    if chunk:
+        yield chunk
+
+
+class _Sink:
+    """Where decoded images go: the cache file, chunk by chunk, or (without a cache) memory."""
+
+    def __init__(self, name: str | None, image_size: int):
+        self.shape = (image_size, image_size, 3)
+        self.writer = arrays.ImageWriter(cfg.cache_dir() / f"{name}.u8", self.shape) if name else None
+        self.parts: list[np.ndarray] = []
+
+    def append(self, images: np.ndarray) -> None:
+        if self.writer is not None:
+            self.writer.append(images)
+        else:
+            self.parts.append(images)
+
+    def finish(self) -> arrays.Images:
+        if self.writer is not None:
+            return arrays.Images(self.writer.finish())
+        return arrays.Images(np.concatenate(self.parts) if self.parts else np.zeros((0, *self.shape), np.uint8))
+
+    def abandon(self) -> None:
+        if self.writer is not None:
+            self.writer.abandon()
+
+
+def _decode_into(items: Iterable, decode: Callable, sink: _Sink) -> list[bool]:
+    """Decode ``items`` (paths, or bytes read one by one) in chunks on a thread pool, handing
+    each chunk's good images to ``sink``; at most one chunk is held at a time. Returns, per
+    item, whether it decoded."""
+    decoded: list[bool] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=_workers()) as pool:
+        for chunk in _chunks(items):
+            results = list(pool.map(decode, chunk))
+            good = [array for array in results if array is not None]
+            if good:
+                sink.append(np.stack(good))
+            decoded += [array is not None for array in results]
+    return decoded
+
+
 def _decode_or_none(data: bytes | Exception, image_size: int) -> np.ndarray | None:
     if isinstance(data, Exception):
         return None
@@ -202,31 +259,6 @@ def _decode_or_none(data: bytes | Exception, image_size: int) -> np.ndarray | No
         return decode_bytes(data, image_size)
     except ImageError:
         return None
-
-
-def _workers() -> int:
-    return max(1, min(8, (os.cpu_count() or 1) * 2))
-
-
-def _decode_many(paths: list[Path], image_size: int) -> list[np.ndarray | None]:
-    with concurrent.futures.ThreadPoolExecutor(max_workers=_workers()) as pool:
-        return list(pool.map(lambda p: decode_file(p, image_size), paths, chunksize=16))
-
-
-def _decode_stream(items, image_size: int) -> list[np.ndarray | None]:
-    """Decode ``(bytes or error)`` items read one by one, in chunks, so at most one chunk of
-    file bytes is held at a time."""
-    decoded: list[np.ndarray | None] = []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=_workers()) as pool:
-        chunk, held = [], 0
-        for data in itertools.chain(items, [None]):
-            if data is not None:
-                chunk.append(data)
-                held += len(data) if isinstance(data, bytes) else 0
-            if chunk and (data is None or len(chunk) >= DECODE_CHUNK_FILES or held >= DECODE_CHUNK_BYTES):
-                decoded += pool.map(lambda item: _decode_or_none(item, image_size), chunk)
-                chunk, held = [], 0
-    return decoded
 
 
 def _cache_key(root: Path, files: list[tuple[Path, int]], image_size: int) -> str:
@@ -251,14 +283,15 @@ def _atomic_write(target: Path, write) -> None:
 
 
 def _read_cache(name: str, origin: str) -> ImageSet | None:
-    """The cached set called ``name``, or ``None``; a damaged entry is removed, never trusted."""
-    cache_images = cfg.cache_dir() / f"{name}.npy"
+    """The cached set called ``name``, or ``None``; a damaged entry is removed, never trusted.
+    Its images stay on disk (:class:`arrays.Images`): nothing is read until it is used."""
+    cache_images = cfg.cache_dir() / f"{name}.u8"
     cache_meta = cache_images.with_suffix(".json")
     if not (cache_images.exists() and cache_meta.exists()):
         return None
     try:
         meta = json.loads(cache_meta.read_text())
-        images = np.load(cache_images, allow_pickle=False)
+        images = arrays.Images(arrays.ImageFile(cache_images, meta["count"], tuple(meta["shape"])))
         class_index = np.asarray(meta["class_index"], dtype=np.int32)
         class_names = tuple(meta["class_names"])
         tags = None
@@ -279,8 +312,11 @@ def _read_cache(name: str, origin: str) -> ImageSet | None:
         return None
 
 
-def _write_cache(name: str, image_set: ImageSet) -> None:
+def _write_meta(name: str, image_set: ImageSet) -> None:
+    """The metadata beside a cache file of images; written last, so an entry is complete or absent."""
     meta = {
+        "count": len(image_set.images),
+        "shape": image_set.images.shape[1:],
         "class_names": image_set.class_names,
         "keys": image_set.keys,
         "skipped_files": image_set.skipped_files,
@@ -288,35 +324,23 @@ def _write_cache(name: str, image_set: ImageSet) -> None:
         "tags": None if image_set.tags is None else [np.flatnonzero(row).tolist() for row in image_set.tags],
         "findings": [(finding.what, finding.names) for finding in image_set.findings],
     }
-    target = cfg.cache_dir() / f"{name}.npy"
-    # Images last: the .npy only appears once its metadata is already in place.
-    _atomic_write(target.with_suffix(".json"), lambda stream: stream.write(json.dumps(meta).encode()))
-    _atomic_write(target, lambda stream: np.save(stream, image_set.images, allow_pickle=False))
+    _atomic_write(cfg.cache_dir() / f"{name}.json", lambda stream: stream.write(json.dumps(meta).encode()))
 
 
-def _assemble(
-    layout: Layout, decoded: list[np.ndarray | None], image_size: int, origin: str, annotation: bytes | None
-) -> ImageSet:
-    """An :class:`ImageSet` from a layout, its decoded images (``None``: unreadable) and labels.csv."""
-    good = [i for i, array in enumerate(decoded) if array is not None]
-    skipped_files = tuple(layout.files[i][1] for i, array in enumerate(decoded) if array is None)
-    images = np.stack([decoded[i] for i in good]) if good else np.zeros((0, image_size, image_size, 3), np.uint8)
-    keys = tuple(layout.files[i][1] for i in good)
-    findings = layout.findings
+def _annotated(layout: Layout, annotation: bytes | None) -> tuple[Layout, Annotations | None]:
+    """For labels.csv data: the layout cut to the images the CSV labels (the others are never
+    decoded), with what the CSV left out among its findings."""
     if layout.annotation is None:
-        class_index = np.array([layout.files[i][2] for i in good], dtype=np.int32)
-        return ImageSet(images, class_index, layout.class_names, keys, len(skipped_files), skipped_files,
-                        origin=origin, findings=findings)  # fmt: skip
+        return layout, None
     try:
-        notes = read_annotations(annotation or b"", list(keys))
+        notes = read_annotations(annotation or b"", [key for _, key, _ in layout.files])
     except AnnotationError as error:
         raise DatasetUnavailable(str(error)) from error
-    position = {key: i for i, key in enumerate(keys)}
-    chosen = np.array([position[name] for name in notes.files], dtype=np.int64)
-    findings += tuple(
+    listed = set(notes.files)
+    findings = layout.findings + tuple(
         Finding(what, names)
         for what, names in (
-            (f"rows of {ANNOTATION_FILE} name a file that is not there (or is unreadable)", notes.missing_files),
+            (f"rows of {ANNOTATION_FILE} name a file that is not there", notes.missing_files),
             (f"images have no row in {ANNOTATION_FILE} and were left out", notes.unlisted_files),
             (f"rows of {ANNOTATION_FILE} could not be read (lines)", tuple(map(str, notes.bad_rows))),
         )
@@ -325,14 +349,46 @@ def _assemble(
     if notes.duplicate_rows:
         findings += (Finding(f"images have more than one row in {ANNOTATION_FILE}; their labels were merged",
                              (f"{notes.duplicate_rows} rows",)),)  # fmt: skip
+    files = tuple(entry for entry in layout.files if entry[1] in listed)
+    return dataclasses.replace(layout, files=files, findings=findings), notes
+
+
+def _assemble(layout: Layout, decoded: list[bool], images: arrays.Images, origin: str, notes) -> ImageSet:
+    """An :class:`ImageSet` from a layout, which of its files decoded, their images and labels.csv."""
+    good = [i for i, ok in enumerate(decoded) if ok]
+    skipped_files = tuple(layout.files[i][1] for i, ok in enumerate(decoded) if not ok)
+    keys = tuple(layout.files[i][1] for i in good)
+    if notes is None:
+        class_index = np.array([layout.files[i][2] for i in good], dtype=np.int32)
+        return ImageSet(images, class_index, layout.class_names, keys, len(skipped_files), skipped_files,
+                        origin=origin, findings=layout.findings)  # fmt: skip
+    row_of = {name: row for row, name in enumerate(notes.files)}
+    tags = notes.tags[[row_of[key] for key in keys]] if keys else notes.tags[:0]
     return ImageSet(
-        images[chosen], stratification_groups(notes.tags), notes.label_names, notes.files,
-        len(skipped_files), skipped_files, origin=origin, tags=notes.tags, findings=findings,
+        images, stratification_groups(tags), notes.label_names, keys, len(skipped_files), skipped_files,
+        origin=origin, tags=tags, findings=layout.findings,
     )  # fmt: skip
 
 
+def _decode_and_cache(layout: Layout, items: Iterable, decode: Callable, image_size: int, origin: str,
+                      notes, name: str | None) -> ImageSet:  # fmt: skip
+    """Decode a layout's files into the cache entry ``name`` (or memory), then its metadata."""
+    sink = _Sink(name, image_size)
+    try:
+        decoded = _decode_into(items, decode, sink)
+        images = sink.finish()
+    except BaseException:
+        sink.abandon()
+        raise
+    image_set = _assemble(layout, decoded, images, origin, notes)
+    if name is not None:
+        _write_meta(name, image_set)
+    return image_set
+
+
 def load_folder(root: Path | str, image_size: int = 128, *, use_cache: bool = True) -> ImageSet:
-    """Load a folder of class subfolders, or of images with labels.csv, with a disk cache."""
+    """Load a folder of class subfolders, or of images with labels.csv, with a disk cache.
+    Decoded images are written to the cache as they come, so memory stays flat."""
     root = Path(root).expanduser()
     layout = _folder_layout(root)
     listed = [(root / path, index) for path, _, index in layout.files]
@@ -341,12 +397,13 @@ def load_folder(root: Path | str, image_size: int = 128, *, use_cache: bool = Tr
     key = _cache_key(root, listed, image_size)
     if use_cache and (cached := _read_cache(key, str(root))) is not None:
         return cached
-    decoded = _decode_many([root / path for path, _, _ in layout.files], image_size)
     annotation = (root / layout.annotation).read_bytes() if layout.annotation is not None else None
-    image_set = _assemble(layout, decoded, image_size, str(root), annotation)
-    if use_cache:
-        _write_cache(key, image_set)
-    return image_set
+    layout, notes = _annotated(layout, annotation)
+    paths = [root / path for path, _, _ in layout.files]
+    return _decode_and_cache(
+        layout, paths, lambda path: decode_file(path, image_size), image_size, str(root), notes,
+        key if use_cache else None,
+    )  # fmt: skip
 
 
 # --- an uploaded zip -------------------------------------------------------------------------
@@ -409,24 +466,24 @@ def load_archive(
             if not member_of:
                 raise DatasetUnavailable(f"The zip {origin} holds no usable files.")
             layout = plan_layout(list(member_of), f"The zip {origin}")
+            if not layout.files:
+                raise DatasetUnavailable(f"The zip {origin} contains no image files ({', '.join(IMAGE_EXTENSIONS)}).")
+            skipped = tuple(
+                Finding(f"files were skipped: {reason}", tuple(names)) for reason, names in listing.skipped.items()
+            )
+            layout = dataclasses.replace(layout, findings=skipped + layout.findings)
             reader = archives.Reader(archive, limits)
+            annotation = reader.read(member_of[layout.annotation]) if layout.annotation is not None else None
+            layout, notes = _annotated(layout, annotation)
             wanted = [member_of[path] for path, _, _ in layout.files]
-            decoded = _decode_stream((data for _, data in reader.read_all(wanted)), image_size)
-            annotation = None
-            if layout.annotation is not None:
-                annotation = reader.read(member_of[layout.annotation])
+            return _decode_and_cache(
+                layout, (data for _, data in reader.read_all(wanted)), lambda data: _decode_or_none(data, image_size),
+                image_size, origin, notes, name if use_cache else None,
+            )  # fmt: skip
     except archives.ArchiveError as error:
         raise DatasetUnavailable(str(error)) from error
     except (zipfile.BadZipFile, OSError, EOFError) as error:
         raise DatasetUnavailable(f"The zip {origin} is damaged ({error}).") from error
-    if not layout.files:
-        raise DatasetUnavailable(f"The zip {origin} contains no image files ({', '.join(IMAGE_EXTENSIONS)}).")
-    skipped = tuple(Finding(f"files were skipped: {reason}", tuple(names)) for reason, names in listing.skipped.items())
-    image_set = _assemble(dataclasses.replace(layout, findings=skipped + layout.findings), decoded, image_size,
-                          origin, annotation)  # fmt: skip
-    if use_cache:
-        _write_cache(name, image_set)
-    return image_set
 
 
 def stratified_subset(image_set: ImageSet, n_images: int | None, seed: int) -> ImageSet:
@@ -682,14 +739,32 @@ def demo_masks(n_images: int, image_size: int = 128, seed: int = 0) -> np.ndarra
     return np.stack([_demo_image(seed, i, image_size)[1] for i in range(n_images)])
 
 
-def make_demo_set(n_images: int, image_size: int = 128, seed: int = 0) -> ImageSet:
-    """A deterministic, clearly synthetic cats-and-dogs set that a CNN can learn."""
+DEMO_ORIGIN = "synthetic demo set"
+
+
+def make_demo_set(n_images: int, image_size: int = 128, seed: int = 0, *, use_cache: bool = True) -> ImageSet:
+    """A deterministic, clearly synthetic cats-and-dogs set that a CNN can learn. Drawn in
+    chunks straight into the disk cache, so any size takes the same memory."""
     if n_images < 2:
         raise ValueError(f"n_images must be at least 2, got {n_images}")
+    name = f"demo-{seed}-{n_images}-{image_size}-v{CACHE_VERSION}"
+    if use_cache and (cached := _read_cache(name, DEMO_ORIGIN)) is not None:
+        return dataclasses.replace(cached, synthetic=True)
     class_index = np.arange(n_images, dtype=np.int32) % 2
-    images = np.stack([_demo_image(seed, i, image_size)[0] for i in range(n_images)])
     keys = tuple(f"demo-{seed}/{DEMO_CLASSES[c]}/{i:05d}" for i, c in enumerate(class_index))
-    return ImageSet(images, class_index, DEMO_CLASSES, keys, synthetic=True, origin="synthetic demo set")
+    sink = _Sink(name if use_cache else None, image_size)
+    try:
+        for start in range(0, n_images, DECODE_CHUNK_FILES):
+            stop = min(n_images, start + DECODE_CHUNK_FILES)
+            sink.append(np.stack([_demo_image(seed, i, image_size)[0] for i in range(start, stop)]))
+        images = sink.finish()
+    except BaseException:
+        sink.abandon()
+        raise
+    image_set = ImageSet(images, class_index, DEMO_CLASSES, keys, synthetic=True, origin=DEMO_ORIGIN)
+    if use_cache:
+        _write_meta(name, image_set)
+    return image_set
 
 
 # --- splits with multi-label targets ---------------------------------------------------
@@ -697,9 +772,9 @@ def make_demo_set(n_images: int, image_size: int = 128, seed: int = 0) -> ImageS
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Split:
-    """Images, their multi-label targets and stable keys."""
+    """Images (a view: read a batch at a time), their multi-label targets and stable keys."""
 
-    images: np.ndarray
+    images: arrays.Images
     targets: np.ndarray
     keys: tuple[str, ...]
 
@@ -891,7 +966,7 @@ def notebook_splits(config: cfg.DataConfig, n_images: int = 320) -> Splits:
     split_at = int(np.ceil(len(train_idx) * 0.9))
 
     def part(indices: np.ndarray) -> Split:
-        return Split(labelled.images[indices], labelled.targets[indices], tuple(labelled.keys[i] for i in indices))
+        return Split(labelled.images.take(indices), labelled.targets[indices], tuple(labelled.keys[i] for i in indices))
 
     return Splits(
         train=part(train_idx[:split_at]),

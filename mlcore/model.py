@@ -93,12 +93,23 @@ def build_model(
     *,
     architecture: str = "seed",
     augmentation: bool = True,
+    dtype_policy: str = "float32",
 ) -> keras.Model:
-    """Build an uncompiled network by name (``"seed"`` or ``"compact"``)."""
+    """Build an uncompiled network by name (``"seed"`` or ``"compact"``).
+
+    ``dtype_policy="mixed_bfloat16"`` computes in bfloat16 with float32 weights; the
+    output layer stays float32, so the sigmoid and the loss are float32 either way.
+    Keras keeps its default policy per thread, so this never touches other threads.
+    """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
     if num_labels < 1:
         raise ValueError(f"num_labels must be positive, got {num_labels}")
-    if architecture == "seed":
-        return build_seed_model(input_shape, num_labels)
-    return build_compact_model(input_shape, num_labels, augmentation=augmentation)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype_policy)
+    try:
+        if architecture == "seed":
+            return build_seed_model(input_shape, num_labels)
+        return build_compact_model(input_shape, num_labels, augmentation=augmentation)
+    finally:
+        keras.config.set_dtype_policy(previous)

@@ -23,6 +23,7 @@ MAX_BYTES = 25 * 1024 * 1024
 # Start-of-scan markers: a progressive photo has about 10. libjpeg walks the whole image
 # once per scan, so an 800 KB file with 10,000 empty scans took 68 s of CPU to decode.
 MAX_JPEG_SCANS = 100
+PREDICT_CHUNK = 512  # images read and scored at once from a view on disk (24 MB at 128 px)
 MAX_ASPECT_RATIO = 50  # a 1 x 40,000,000 PNG of 110 KB took 2.3 GB to decode
 ORIENTATION_TAG = 0x0112
 _UPRIGHT = {  # EXIF orientation -> the transpose that shows the picture upright
@@ -170,6 +171,9 @@ def predict_proba(model, images: np.ndarray, *, batch_size: int = 64) -> np.ndar
     step: ``model.predict`` builds a dataset and a progress bar each call, and an
     eager call runs layer by layer; both cost more than the inference itself.
     """
+    if hasattr(images, "batches"):  # a view of images on disk: read and score a chunk at a time
+        parts = [predict_proba(model, chunk, batch_size=batch_size) for chunk in images.batches(PREDICT_CHUNK)]
+        return np.concatenate(parts) if parts else np.zeros((0, model.output_shape[-1]), dtype=np.float32)
     images = np.asarray(images)
     if images.ndim == 3:
         images = images[None]

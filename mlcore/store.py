@@ -268,5 +268,6 @@ def run_metadata(
         "stopped_early": bool(result.stopped),
         "epochs_completed": int(result.epochs_completed),
         "train_seconds": float(result.seconds),
+        "precision": result.precision,
         "test_metrics": test_metrics,
     }

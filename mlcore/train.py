@@ -7,7 +7,9 @@ about any UI.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -125,6 +127,7 @@ class TrainResult:
     stopped: bool
     epochs_completed: int
     seconds: float
+    precision: str = "float32"  # the Keras dtype policy it was trained in
 
 
 ProgressFn = Callable[[TrainProgress], None]
@@ -181,7 +184,11 @@ def batches(images: np.ndarray, targets: np.ndarray, batch_size: int, *, shuffle
         y.set_shape((None, *targets.shape[1:]))
         return x, y
 
-    return indices.batch(batch_size).map(load).prefetch(2)
+    # Under a multi-worker strategy each worker keeps its share of every global batch; the
+    # seeded order is the same on every worker, so together they see each image once.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return indices.batch(batch_size).map(load).prefetch(2).with_options(options)
 
 
 class _Reporter(keras.callbacks.Callback):
@@ -277,21 +284,41 @@ def train_model(
     *,
     on_progress: ProgressFn | None = None,
     stop: threading.Event | None = None,
+    bfloat16: bool | None = None,
+    strategy=None,
 ) -> TrainResult:
-    """Build, compile and fit a fresh network for ``config``, seeded for repeatability."""
+    """Build, compile and fit a fresh network for ``config``, seeded for repeatability.
+
+    Trains in ``mixed_bfloat16`` where the CPU has native bfloat16 (``bfloat16=False``, or
+    ``MLCORE_BFLOAT16=off``, keeps float32), and under ``strategy`` (a ``tf.distribute``
+    strategy; ``config.batch_size`` is then the global batch, split across replicas).
+    """
     runtime.configure_threads()
     keras.utils.set_random_seed(config.seed)
     x_train = train[0]
-    model = build_model(
-        tuple(x_train.shape[1:]),
-        len(label_names),
-        architecture=config.architecture,
-        augmentation=config.augmentation,
-    )
-    # The notebook's network keeps the notebook's optimizer; the compact one is
-    # trained as a small from-scratch CNN should be, on a schedule over the whole run.
-    total_steps = None
-    if config.architecture == "compact":
-        total_steps = int(np.ceil(len(x_train) / config.batch_size)) * config.epochs
-    compile_model(model, label_names, config.learning_rate, total_steps=total_steps)
-    return fit(model, train, validation, config, on_progress=on_progress, stop=stop)
+    policy = runtime.training_policy(bfloat16)
+    with contextlib.nullcontext() if strategy is None else strategy.scope():
+        model = build_model(
+            tuple(x_train.shape[1:]),
+            len(label_names),
+            architecture=config.architecture,
+            augmentation=config.augmentation,
+            dtype_policy=policy,
+        )
+        # The notebook's network keeps the notebook's optimizer; the compact one is
+        # trained as a small from-scratch CNN should be, on a schedule over the whole run.
+        total_steps = None
+        if config.architecture == "compact":
+            total_steps = int(np.ceil(len(x_train) / config.batch_size)) * config.epochs
+        compile_model(model, label_names, config.learning_rate, total_steps=total_steps)
+    result = fit(model, train, validation, config, on_progress=on_progress, stop=stop)
+    result.precision = policy
+    return result
+
+
+def weights_digest(model: keras.Model) -> str:
+    """A short SHA-256 of every weight's bytes: equal on workers that trained in step."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()[:16]

@@ -622,5 +622,5 @@ def test_loading_a_hostile_zip_writes_only_its_cache_entry(tmp_path, monkeypatch
     after = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if cache not in p.parents)
     assert after == sorted([*before, "cache"])
     assert not (tmp_path.parent / "escaped.png").exists()
-    assert sorted(p.suffix for p in cache.iterdir()) == [".json", ".npy"]
+    assert sorted(p.suffix for p in cache.iterdir()) == [".json", ".u8"]
     assert all(p.name.startswith("zip-") for p in cache.iterdir())

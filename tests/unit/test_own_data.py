@@ -113,7 +113,7 @@ def test_a_folder_with_labels_csv_counts_missing_rows_and_unlisted_files(tmp_pat
     splits = datasets.load_splits(DataConfig(source="folder", folder=str(tmp_path), image_size=32))
     assert sum(splits.sizes().values()) == 58
     shown = {finding.what: finding.names for finding in splits.findings}
-    assert shown["rows of labels.csv name a file that is not there (or is unreadable)"] == ("not_here.jpg",)
+    assert shown["rows of labels.csv name a file that is not there"] == ("not_here.jpg",)
     assert shown["images have no row in labels.csv and were left out"] == ("img_0058.jpg", "img_0059.jpg")
     assert splits.annotated
 
