@@ -12,6 +12,7 @@ inflated size, a member that inflates like a zip bomb) is refused with an
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import stat
@@ -144,23 +145,22 @@ def check_directory(stream: BinaryIO, limits: ZipLimits) -> None:
         )
 
 
-def open_zip(source: str | Path | BinaryIO, limits: ZipLimits) -> zipfile.ZipFile:
-    """A :class:`zipfile.ZipFile` over ``source`` once its size and directory pass the limits."""
-    stream = open(source, "rb") if isinstance(source, (str, Path)) else source  # noqa: SIM115 (owned by the ZipFile)
-    try:
+@contextlib.contextmanager
+def open_zip(source: str | Path | BinaryIO, limits: ZipLimits) -> Iterator[zipfile.ZipFile]:
+    """A :class:`zipfile.ZipFile` over ``source`` once its size and directory pass the limits;
+    a path is opened here and closed on leaving (zipfile never closes a stream it was given)."""
+    with contextlib.ExitStack() as stack:
+        stream = stack.enter_context(open(source, "rb")) if isinstance(source, (str, Path)) else source
         stream.seek(0, io.SEEK_END)
         size = stream.tell()
         if size > limits.max_archive_bytes:
             raise ArchiveError(f"The zip is {_mb(size)}; the limit is {_mb(limits.max_archive_bytes)}.")
         check_directory(stream, limits)
         try:
-            return zipfile.ZipFile(stream)
+            archive = stack.enter_context(zipfile.ZipFile(stream))
         except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as error:
             raise ArchiveError(f"This is not a zip file, or it is damaged ({error}).") from error
-    except BaseException:
-        if isinstance(source, (str, Path)):
-            stream.close()
-        raise
+        yield archive
 
 
 def list_members(archive: zipfile.ZipFile, limits: ZipLimits) -> Listing:
