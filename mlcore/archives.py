@@ -17,6 +17,7 @@ import dataclasses
 import io
 import stat
 import struct
+import unicodedata
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -90,7 +91,8 @@ def _safe_path(name: str) -> str | None:
     parts = [part for part in text.split("/") if part not in ("", ".")]
     if not parts or ".." in parts:
         return None
-    return str(PurePosixPath(*parts))
+    # NFC: macOS writes names decomposed (e + combining accent); a typed labels.csv is composed.
+    return unicodedata.normalize("NFC", str(PurePosixPath(*parts)))
 
 
 def _is_symlink(info: zipfile.ZipInfo) -> bool:
@@ -196,15 +198,16 @@ def list_members(archive: zipfile.ZipFile, limits: ZipLimits) -> Listing:
             _check_ratio(path, info.file_size, info.compress_size, limits)
             seen.add(path)
             listing.members.append(Member(path, info))
-    _check_extents(listing.members, archive.start_dir)
+    _check_extents(listing.members, archive.start_dir, archive.fp)
     _check_total(sum(member.info.file_size for member in listing.members), archive, limits)
     return listing
 
 
 LOCAL_HEADER_BYTES = 30
+LOCAL_NAME_LENGTH_AT = 26  # the local header's name and extra-field lengths, two 16-bit numbers
 
 
-def _check_extents(members: list[Member], directory_start: int) -> None:
+def _check_extents(members: list[Member], directory_start: int, stream: BinaryIO) -> None:
     """Refuse members whose compressed data overlap, or run past the next member or into the
     directory: overlapping entries inflate the same bytes many times (a zip bomb), and a
     compressed size larger than the room it has lies about the member's ratio."""
@@ -213,7 +216,13 @@ def _check_extents(members: list[Member], directory_start: int) -> None:
     ordered = sorted(members, key=lambda member: member.info.header_offset)
     ends = [member.info.header_offset for member in ordered[1:]] + [directory_start]
     for member, end in zip(ordered, ends, strict=True):
-        if member.info.header_offset + LOCAL_HEADER_BYTES + member.info.compress_size > end:
+        # The data starts after the local header's own name and extra field, whose lengths
+        # may differ from the directory's: an extra field can swallow the next entry.
+        stream.seek(member.info.header_offset + LOCAL_NAME_LENGTH_AT)
+        lengths = stream.read(4)
+        name_length, extra_length = struct.unpack("<HH", lengths) if len(lengths) == 4 else (0, 0)
+        start = member.info.header_offset + LOCAL_HEADER_BYTES + name_length + extra_length
+        if start + member.info.compress_size > end:
             raise ArchiveError(
                 f"{member.path} overlaps the next entry of the zip (its data claims more room than it has): "
                 "entries that share bytes are a zip bomb, so the zip was refused."

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+import unicodedata
 import zipfile
 from pathlib import Path
 
@@ -46,7 +47,7 @@ CACHE_VERSION = 3
 MIN_CLASS_IMAGES = MIN_LABEL_IMAGES
 MAX_CLASSES = MAX_LABELS - 1  # class folders also get the random indoor tag
 DECODE_CHUNK_FILES, DECODE_CHUNK_BYTES = 64, 64 * 2**20
-MAX_DECODED_BYTES = 1024 * 2**20  # an uploaded zip's images once decoded (held in memory, shared by sessions)
+MAX_DECODED_BYTES = 400 * 2**20  # an uploaded zip's images once decoded (held in memory, shared by sessions)
 
 
 class DatasetUnavailable(RuntimeError):
@@ -786,14 +787,16 @@ def _check_classes(image_set: ImageSet) -> None:
     """Refuse class-folder data the pages could not split, train or show."""
     names, counts = image_set.class_names, np.bincount(image_set.class_index, minlength=len(image_set.class_names))
     meanings: dict[str, list[str]] = {}
-    for name in names:
-        meanings.setdefault(CLASS_ALIASES.get(name.lower(), name).lower(), []).append(name)
+    for name in names:  # names that read the same (case, spaces, Unicode forms) would be one label twice
+        same = unicodedata.normalize("NFKC", CLASS_ALIASES.get(name.lower(), name)).strip().casefold()
+        meanings.setdefault(same, []).append(name)
     if RANDOM_LABEL in meanings:
         raise DatasetUnavailable(
             f"A class folder may not be called {meanings[RANDOM_LABEL][0]!r}: that label is the random tag. "
             "Rename the folder."
         )
-    if problems := label_name_problems([CLASS_ALIASES.get(name.lower(), name) for name in names]):
+    mapped = [unicodedata.normalize("NFC", CLASS_ALIASES.get(name.lower(), name)) for name in names]
+    if problems := label_name_problems(mapped):
         raise DatasetUnavailable(f"Class folder names that cannot be labels: {'; '.join(problems[:5])}. Rename them.")
     clashes = [" and ".join(same) for same in meanings.values() if len(same) > 1]
     if clashes:

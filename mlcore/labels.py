@@ -12,6 +12,7 @@ import hashlib
 import io
 import itertools
 import re
+import unicodedata
 
 import numpy as np
 
@@ -99,7 +100,8 @@ class Annotations:
 
 
 def _clean_name(text: str) -> str:
-    return "/".join(part for part in text.strip().replace("\\", "/").split("/") if part not in ("", "."))
+    parts = text.strip().replace("\\", "/").split("/")
+    return unicodedata.normalize("NFC", "/".join(part for part in parts if part not in ("", ".")))
 
 
 # Label names become table columns, report rows, chart titles and Markdown text: letters,
@@ -171,7 +173,7 @@ def read_annotations(data: bytes, images: list[str]) -> Annotations:
         raise AnnotationError(f"{ANNOTATION_FILE} has more than {MAX_ANNOTATION_ROWS:,} rows; that is the limit.")
     file_column, label_column = _columns(rows[0])
     width = len(rows[0])
-    present = set(images)
+    present = {unicodedata.normalize("NFC", image): image for image in images}  # a folder's names may be NFD
     labelled: dict[str, set[str]] = {}
     missing, bad_rows, duplicates, distinct = [], [], 0, set()
     for line, row in enumerate(rows[1:], start=2):
@@ -184,7 +186,7 @@ def read_annotations(data: bytes, images: list[str]) -> Annotations:
             bad_rows.append(line)
             continue
         field = row[label_column] if len(row) > label_column else ""
-        tags = {tag.strip() for tag in LABEL_SEPARATORS.split(field) if tag.strip()}
+        tags = {unicodedata.normalize("NFC", tag.strip()) for tag in LABEL_SEPARATORS.split(field) if tag.strip()}
         distinct |= tags
         if len(distinct) > MAX_DISTINCT_LABELS:
             raise AnnotationError(
@@ -193,7 +195,9 @@ def read_annotations(data: bytes, images: list[str]) -> Annotations:
             )
         if name not in present:
             missing.append(name)
-        elif name in labelled:
+            continue
+        name = present[name]
+        if name in labelled:
             duplicates += 1
             labelled[name] |= tags
         else:
@@ -235,9 +239,10 @@ def stratification_groups(tags: np.ndarray) -> np.ndarray:
     rarest label, or a group of its own for images with none. Rare labels so reach
     every split in proportion."""
     tags = np.asarray(tags, dtype=bool)
-    counts = tags.sum(axis=0)
-    rarity = np.where(tags, counts[None, :], np.iinfo(np.int64).max)
-    groups = np.argmin(rarity, axis=1) if tags.shape[1] else np.zeros(len(tags), np.int64)
+    if not tags.shape[1]:
+        return np.zeros(len(tags), np.int32)
+    order = np.argsort(tags.sum(axis=0), kind="stable")  # rarest label first
+    groups = order[np.argmax(tags[:, order], axis=1)]  # the first label present in that order
     groups[~tags.any(axis=1)] = tags.shape[1]
     return groups.astype(np.int32)
 
