@@ -47,6 +47,11 @@ def load_splits(config: DataConfig) -> Splits:
             "The real cats_and_dogs_filtered dataset is not on this machine yet. "
             "Download it on the Data page, or switch to the demo set."
         )
+    if config.source == "zip" and not Path(config.archive).is_file():  # checked first: the cache may still hold it
+        raise DatasetUnavailable(
+            f"The zip {Path(config.archive).name} is no longer on the server: an uploaded zip is kept only while "
+            "the browser session that uploaded it lasts. Upload it again on the Data page."
+        )
     return _load_splits(config)
 
 

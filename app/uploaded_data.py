@@ -4,10 +4,10 @@ Each session that uploads gets its own folder under the server's temp directory,
 named by a random token and never listed. The folder, and the decoded images
 cached under each zip's content hash, are deleted when the session's state is
 dropped or when the server stops. Streamlit drops a closed tab's session only
-lazily (after ``server.disconnectedSessionTTL``, when its session store is next
-touched), and a crash runs no finalizer, so every page run of the session marks
-its folder as used, and folders unused for six hours are swept when any session
-uploads.
+lazily (some time after ``server.disconnectedSessionTTL``), and a crash runs no
+finalizer, so every page run of the session marks its folder as used, and
+folders unused for six hours are swept when any session uploads. A session keeps
+one zip: a new upload replaces the last.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def sweep(now: float | None = None) -> None:
     for folder in root().glob("session-*"):
         try:
             if now - folder.stat().st_mtime > STALE_SECONDS:
-                shutil.rmtree(folder, ignore_errors=True)
+                _release(folder, {zip_folder.name for zip_folder in folder.iterdir()})  # named by digest
         except OSError:
             continue
 
@@ -77,6 +77,10 @@ class SessionUploads:
         target = self.folder / digest[:16] / safe_name(name)
         if not target.exists():
             store.write_atomic(target, data)
+        for previous in self.digests - {digest}:  # one zip per session: the new one replaces the last
+            shutil.rmtree(self.folder / previous[:16], ignore_errors=True)
+            datasets.forget_archive(previous)
+        self.digests.intersection_update({digest})
         self.digests.add(digest)
         return target
 

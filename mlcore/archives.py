@@ -12,10 +12,12 @@ inflated size, a member that inflates like a zip bomb) is refused with an
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import stat
 import struct
+import unicodedata
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -89,7 +91,8 @@ def _safe_path(name: str) -> str | None:
     parts = [part for part in text.split("/") if part not in ("", ".")]
     if not parts or ".." in parts:
         return None
-    return str(PurePosixPath(*parts))
+    # NFC: macOS writes names decomposed (e + combining accent); a typed labels.csv is composed.
+    return unicodedata.normalize("NFC", str(PurePosixPath(*parts)))
 
 
 def _is_symlink(info: zipfile.ZipInfo) -> bool:
@@ -144,23 +147,22 @@ def check_directory(stream: BinaryIO, limits: ZipLimits) -> None:
         )
 
 
-def open_zip(source: str | Path | BinaryIO, limits: ZipLimits) -> zipfile.ZipFile:
-    """A :class:`zipfile.ZipFile` over ``source`` once its size and directory pass the limits."""
-    stream = open(source, "rb") if isinstance(source, (str, Path)) else source  # noqa: SIM115 (owned by the ZipFile)
-    try:
+@contextlib.contextmanager
+def open_zip(source: str | Path | BinaryIO, limits: ZipLimits) -> Iterator[zipfile.ZipFile]:
+    """A :class:`zipfile.ZipFile` over ``source`` once its size and directory pass the limits;
+    a path is opened here and closed on leaving (zipfile never closes a stream it was given)."""
+    with contextlib.ExitStack() as stack:
+        stream = stack.enter_context(open(source, "rb")) if isinstance(source, (str, Path)) else source
         stream.seek(0, io.SEEK_END)
         size = stream.tell()
         if size > limits.max_archive_bytes:
             raise ArchiveError(f"The zip is {_mb(size)}; the limit is {_mb(limits.max_archive_bytes)}.")
         check_directory(stream, limits)
         try:
-            return zipfile.ZipFile(stream)
+            archive = stack.enter_context(zipfile.ZipFile(stream))
         except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as error:
             raise ArchiveError(f"This is not a zip file, or it is damaged ({error}).") from error
-    except BaseException:
-        if isinstance(source, (str, Path)):
-            stream.close()
-        raise
+        yield archive
 
 
 def list_members(archive: zipfile.ZipFile, limits: ZipLimits) -> Listing:
@@ -196,15 +198,16 @@ def list_members(archive: zipfile.ZipFile, limits: ZipLimits) -> Listing:
             _check_ratio(path, info.file_size, info.compress_size, limits)
             seen.add(path)
             listing.members.append(Member(path, info))
-    _check_extents(listing.members, archive.start_dir)
+    _check_extents(listing.members, archive.start_dir, archive.fp)
     _check_total(sum(member.info.file_size for member in listing.members), archive, limits)
     return listing
 
 
 LOCAL_HEADER_BYTES = 30
+LOCAL_NAME_LENGTH_AT = 26  # the local header's name and extra-field lengths, two 16-bit numbers
 
 
-def _check_extents(members: list[Member], directory_start: int) -> None:
+def _check_extents(members: list[Member], directory_start: int, stream: BinaryIO) -> None:
     """Refuse members whose compressed data overlap, or run past the next member or into the
     directory: overlapping entries inflate the same bytes many times (a zip bomb), and a
     compressed size larger than the room it has lies about the member's ratio."""
@@ -213,7 +216,13 @@ def _check_extents(members: list[Member], directory_start: int) -> None:
     ordered = sorted(members, key=lambda member: member.info.header_offset)
     ends = [member.info.header_offset for member in ordered[1:]] + [directory_start]
     for member, end in zip(ordered, ends, strict=True):
-        if member.info.header_offset + LOCAL_HEADER_BYTES + member.info.compress_size > end:
+        # The data starts after the local header's own name and extra field, whose lengths
+        # may differ from the directory's: an extra field can swallow the next entry.
+        stream.seek(member.info.header_offset + LOCAL_NAME_LENGTH_AT)
+        lengths = stream.read(4)
+        name_length, extra_length = struct.unpack("<HH", lengths) if len(lengths) == 4 else (0, 0)
+        start = member.info.header_offset + LOCAL_HEADER_BYTES + name_length + extra_length
+        if start + member.info.compress_size > end:
             raise ArchiveError(
                 f"{member.path} overlaps the next entry of the zip (its data claims more room than it has): "
                 "entries that share bytes are a zip bomb, so the zip was refused."

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import unicodedata
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -32,6 +33,7 @@ from mlcore.labels import (
     RANDOM_LABEL,
     AnnotationError,
     Annotations,
+    label_name_problems,
     label_names,
     make_targets,
     rare_labels,
@@ -46,6 +48,7 @@ CACHE_VERSION = 4  # 4: images in a flat uint8 file read a batch at a time
 MIN_CLASS_IMAGES = MIN_LABEL_IMAGES
 MAX_CLASSES = MAX_LABELS - 1  # class folders also get the random indoor tag
 DECODE_CHUNK_FILES, DECODE_CHUNK_BYTES = 64, 64 * 2**20
+MAX_DECODED_BYTES = 400 * 2**20  # an uploaded zip's images once decoded (a cache file on the server's disk)
 
 
 class DatasetUnavailable(RuntimeError):
@@ -423,8 +426,11 @@ def archive_cache_name(digest: str, image_size: int) -> str:
 
 
 def forget_archive(digest: str) -> None:
-    """Delete every decoded cache entry of the zip with this content hash."""
-    for entry in cfg.cache_dir().glob(f"zip-{digest[:32]}-*"):
+    """Delete every decoded cache entry of the zip with this content hash (16 hex digits of it
+    are enough to name them)."""
+    if len(digest) < 16 or not all(char in "0123456789abcdef" for char in digest):
+        return
+    for entry in cfg.cache_dir().glob(f"zip-{digest[:16]}*"):
         entry.unlink(missing_ok=True)
 
 
@@ -472,6 +478,13 @@ def load_archive(
                 Finding(f"files were skipped: {reason}", tuple(names)) for reason, names in listing.skipped.items()
             )
             layout = dataclasses.replace(layout, findings=skipped + layout.findings)
+            decoded_bytes = len(layout.files) * image_size * image_size * 3
+            if decoded_bytes > MAX_DECODED_BYTES:
+                raise DatasetUnavailable(
+                    f"The zip has {len(layout.files):,} images: at {image_size} px they take "
+                    f"{decoded_bytes / 2**20:,.0f} MB decoded, and the limit is {MAX_DECODED_BYTES // 2**20:,} MB. "
+                    "Choose a smaller image size, or send fewer images."
+                )
             reader = archives.Reader(archive, limits)
             annotation = reader.read(member_of[layout.annotation]) if layout.annotation is not None else None
             layout, notes = _annotated(layout, annotation)
@@ -495,14 +508,24 @@ def stratified_subset(image_set: ImageSet, n_images: int | None, seed: int) -> I
 
 
 def stratified_split_indices(class_index: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split indices into ``(rest, part)`` where ``part`` holds ``fraction`` of each class."""
+    """Split indices into ``(rest, part)`` where ``part`` holds ``fraction`` of each class.
+
+    Each class gets the whole part of its share, and the images still owed to ``part``
+    overall go to the classes with the largest remainders: many small classes (the groups
+    of multi-label data) then still give ``part`` its full ``fraction``, where rounding each
+    class on its own could leave it nearly empty.
+    """
     rng = np.random.default_rng(seed)
-    rest, part = [], []
-    for value in np.unique(class_index):
-        members = rng.permutation(np.flatnonzero(class_index == value))
-        count = int(round(len(members) * fraction))
-        part.append(members[:count])
-        rest.append(members[count:])
+    values = np.unique(class_index)
+    members = [rng.permutation(np.flatnonzero(class_index == value)) for value in values]
+    shares = np.array([len(group) * fraction for group in members])
+    counts = np.floor(shares).astype(int)
+    owed = int(round(len(class_index) * fraction)) - int(counts.sum())
+    if owed > 0:
+        order = np.lexsort((rng.random(len(values)), -(shares - counts)))  # largest remainder, ties at random
+        counts[order[:owed]] += 1
+    part = [group[:count] for group, count in zip(members, counts, strict=True)]
+    rest = [group[count:] for group, count in zip(members, counts, strict=True)]
     return np.sort(np.concatenate(rest)), np.sort(np.concatenate(part))
 
 
@@ -839,13 +862,17 @@ def _check_classes(image_set: ImageSet) -> None:
     """Refuse class-folder data the pages could not split, train or show."""
     names, counts = image_set.class_names, np.bincount(image_set.class_index, minlength=len(image_set.class_names))
     meanings: dict[str, list[str]] = {}
-    for name in names:
-        meanings.setdefault(CLASS_ALIASES.get(name.lower(), name).lower(), []).append(name)
+    for name in names:  # names that read the same (case, spaces, Unicode forms) would be one label twice
+        same = unicodedata.normalize("NFKC", CLASS_ALIASES.get(name.lower(), name)).strip().casefold()
+        meanings.setdefault(same, []).append(name)
     if RANDOM_LABEL in meanings:
         raise DatasetUnavailable(
             f"A class folder may not be called {meanings[RANDOM_LABEL][0]!r}: that label is the random tag. "
             "Rename the folder."
         )
+    mapped = [unicodedata.normalize("NFC", CLASS_ALIASES.get(name.lower(), name)) for name in names]
+    if problems := label_name_problems(mapped):
+        raise DatasetUnavailable(f"Class folder names that cannot be labels: {'; '.join(problems[:5])}. Rename them.")
     clashes = [" and ".join(same) for same in meanings.values() if len(same) > 1]
     if clashes:
         raise DatasetUnavailable(
@@ -914,10 +941,7 @@ def _source_sets(config: cfg.DataConfig) -> tuple[ImageSet, ImageSet]:
         everything = load_folder(config.folder, config.image_size)
     elif config.source == "zip":
         if not Path(config.archive).is_file():
-            raise DatasetUnavailable(
-                f"The zip {Path(config.archive).name} is no longer here (an uploaded zip is kept only while "
-                "its browser session lasts): upload it again on the Data page."
-            )
+            raise DatasetUnavailable(f"Zip not found: {config.archive}")
         everything = load_archive(config.archive, config.image_size, origin=Path(config.archive).name)
     else:
         everything = make_demo_set(config.demo_images, config.image_size, config.seed)
@@ -931,22 +955,40 @@ def _source_sets(config: cfg.DataConfig) -> tuple[ImageSet, ImageSet]:
     return everything.take(rest), everything.take(test)
 
 
+def _absent_labels(parts: dict[str, Split], names: tuple[str, ...]) -> tuple[Finding, ...]:
+    """Labels with no positive image in a split: nothing there to choose or judge a threshold on."""
+    findings = []
+    for split, part in parts.items():
+        counts = part.targets[:, : len(names)].sum(axis=0)  # the random tag, last, is not looked at
+        absent = tuple(name for name, count in zip(names, counts, strict=True) if count == 0)
+        if absent and len(part):
+            findings.append(Finding(f"labels have no image in the {split} split", absent))
+    return tuple(findings)
+
+
 def load_splits(config: cfg.DataConfig) -> Splits:
     """Load a config's source, subset the pool, split off validation, and label everything."""
     pool, test = _source_sets(config)
     pool = stratified_subset(pool, config.n_images, config.seed)
     train_idx, val_idx = stratified_split_indices(pool.class_index, config.validation_fraction, config.seed + 1)
+    parts = {
+        "training": _to_split(pool.take(train_idx), config),
+        "validation": _to_split(pool.take(val_idx), config),
+        "test": _to_split(test, config),
+    }
+    names = _split_label_names(pool, config)
+    absent = _absent_labels(parts, names[: len(pool.class_names)]) if pool.tags is not None else ()
     return Splits(
-        train=_to_split(pool.take(train_idx), config),
-        validation=_to_split(pool.take(val_idx), config),
-        test=_to_split(test, config),
-        label_names=_split_label_names(pool, config),
+        train=parts["training"],
+        validation=parts["validation"],
+        test=parts["test"],
+        label_names=names,
         class_names=pool.class_names,
         synthetic=pool.synthetic,
         origin=pool.origin if config.source != "real" else str(Path(pool.origin).parent),
         # Pool and test may come from one folder and so carry the same skipped list.
         skipped_files=tuple(dict.fromkeys(pool.skipped_files + test.skipped_files)),
-        findings=tuple(dict.fromkeys(pool.findings + test.findings)),
+        findings=tuple(dict.fromkeys(pool.findings + test.findings)) + absent,
         annotated=pool.tags is not None,
     )
 

@@ -12,6 +12,7 @@ import hashlib
 import io
 import itertools
 import re
+import unicodedata
 
 import numpy as np
 
@@ -99,14 +100,60 @@ class Annotations:
 
 
 def _clean_name(text: str) -> str:
-    return "/".join(part for part in text.strip().replace("\\", "/").split("/") if part not in ("", "."))
+    parts = text.strip().replace("\\", "/").split("/")
+    return unicodedata.normalize("NFC", "/".join(part for part in parts if part not in ("", ".")))
+
+
+# Label names become table columns, report rows, chart titles and Markdown text: letters,
+# digits and a few harmless marks only, and none of the names those places use themselves.
+LABEL_NAME = re.compile(r"[^\W_][\w .'()+&/-]*")
+RESERVED_LABELS = frozenset(
+    {RANDOM_LABEL, "micro avg", "macro avg", "weighted avg", "samples avg", "file", "predicted", "error",
+     "refused", "none of the labels"}
+)  # fmt: skip
+FILE_HEADERS = ("file", "filename", "file_name", "image", "image_name", "path", "name")
+LABEL_HEADERS = ("labels", "label", "tags", "classes")
+
+
+def label_name_problems(names) -> list[str]:
+    """Why each unusable label name cannot be used (empty when all are fine)."""
+    problems = []
+    for name in names:
+        if name.lower() in RESERVED_LABELS:
+            problems.append(f"{name!r} is a name the app uses itself")
+        elif len(name) > MAX_LABEL_LENGTH or not LABEL_NAME.fullmatch(name):
+            problems.append(
+                f"{name[:MAX_LABEL_LENGTH]!r} is not a plain name (letters, digits, spaces and . ' ( ) + & / - _, "
+                f"at most {MAX_LABEL_LENGTH} characters)"
+            )
+    return problems
+
+
+def _columns(header: list[str]) -> tuple[int, int]:
+    """Where the file name and the labels are: by header name, else the first two columns;
+    a leading unnamed column (pandas' index) is skipped."""
+    names = [cell.strip().lower() for cell in header]
+    offset = 1 if len(names) >= 3 and names[0] in ("", "unnamed: 0") else 0
+    rest = names[offset:]
+    file_column = next((i for i, name in enumerate(rest) if name in FILE_HEADERS), 0)
+    label_column = next((i for i, name in enumerate(rest) if name in LABEL_HEADERS), 1 if file_column == 0 else 0)
+    return file_column + offset, label_column + offset
+
+
+def _delimiter(text: str) -> str:
+    """``,`` unless the header row is plainly separated by tabs or semicolons (Excel in many locales)."""
+    header = text.split("\n", 1)[0]
+    if "," in header:
+        return ","
+    return "\t" if "\t" in header else (";" if ";" in header else ",")
 
 
 def read_annotations(data: bytes, images: list[str]) -> Annotations:
     """Parse labels.csv (a header row, then ``file name, label;label|label``) against the images present.
 
-    Images with an empty label field are all-negative; rows for absent files and
-    images without a row are counted, never fatal.
+    Columns are found by their header (``file``/``image``…, ``labels``/``tags``…), else they
+    are the first two. Images with an empty label field are all-negative; rows for absent
+    files and images without a row are counted, never fatal.
     """
     if len(data) > MAX_ANNOTATION_BYTES:
         raise AnnotationError(f"{ANNOTATION_FILE} is {len(data):,} bytes; the limit is {MAX_ANNOTATION_BYTES:,}.")
@@ -114,28 +161,32 @@ def read_annotations(data: bytes, images: list[str]) -> Annotations:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise AnnotationError(f"{ANNOTATION_FILE} is not UTF-8 text ({error.reason} at byte {error.start}).") from error
+    delimiter = _delimiter(text)
     try:
-        rows = list(itertools.islice(csv.reader(io.StringIO(text, newline="")), MAX_ANNOTATION_ROWS + 2))
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        rows = list(itertools.islice(reader, MAX_ANNOTATION_ROWS + 2))
     except csv.Error as error:
         raise AnnotationError(f"{ANNOTATION_FILE} is not a readable CSV file ({error}).") from error
     if len(rows) < 2:
         raise AnnotationError(f"{ANNOTATION_FILE} has no rows after its header; expected 'file,labels' rows.")
     if len(rows) > MAX_ANNOTATION_ROWS + 1:
         raise AnnotationError(f"{ANNOTATION_FILE} has more than {MAX_ANNOTATION_ROWS:,} rows; that is the limit.")
-    present = set(images)
+    file_column, label_column = _columns(rows[0])
+    width = len(rows[0])
+    present = {unicodedata.normalize("NFC", image): image for image in images}  # a folder's names may be NFD
     labelled: dict[str, set[str]] = {}
     missing, bad_rows, duplicates, distinct = [], [], 0, set()
     for line, row in enumerate(rows[1:], start=2):
         if not row or not "".join(row).strip():
             continue
-        name = _clean_name(row[0])
-        if len(row) > 2 or not name:
+        if delimiter == ";" and len(row) > width:  # labels separated by the delimiter itself
+            row = [*row[:label_column], ";".join(row[label_column:])]
+        name = _clean_name(row[file_column]) if len(row) > file_column else ""
+        if len(row) > width or not name:
             bad_rows.append(line)
             continue
-        tags = {tag.strip() for tag in LABEL_SEPARATORS.split(row[1] if len(row) > 1 else "") if tag.strip()}
-        if any(len(tag) > MAX_LABEL_LENGTH or not tag.isprintable() for tag in tags):
-            bad_rows.append(line)
-            continue
+        field = row[label_column] if len(row) > label_column else ""
+        tags = {unicodedata.normalize("NFC", tag.strip()) for tag in LABEL_SEPARATORS.split(field) if tag.strip()}
         distinct |= tags
         if len(distinct) > MAX_DISTINCT_LABELS:
             raise AnnotationError(
@@ -144,16 +195,22 @@ def read_annotations(data: bytes, images: list[str]) -> Annotations:
             )
         if name not in present:
             missing.append(name)
-        elif name in labelled:
+            continue
+        name = present[name]
+        if name in labelled:
             duplicates += 1
             labelled[name] |= tags
         else:
             labelled[name] = tags
+    if problems := label_name_problems(sorted(distinct)):
+        shown = "; ".join(problems[:5]) + ("…" if len(problems) > 5 else "")
+        raise AnnotationError(f"{ANNOTATION_FILE} has labels that cannot be used: {shown}. Rename them.")
     files = tuple(name for name in images if name in labelled)
     if not files:
         raise AnnotationError(
-            f"No row of {ANNOTATION_FILE} names an image that is there ({len(missing):,} rows name missing files). "
-            "The first column must be the image's file name, relative to the folder holding the CSV."
+            f"No row of {ANNOTATION_FILE} names an image that is there: {len(missing):,} rows name missing files "
+            f"and {len(bad_rows):,} could not be read (more columns than the header has, or no file name). The "
+            "file column must hold each image's name, relative to the folder holding the CSV."
         )
     names = tuple(sorted(set().union(*labelled.values())))
     tags = np.zeros((len(files), len(names)), dtype=np.uint8)
@@ -182,9 +239,10 @@ def stratification_groups(tags: np.ndarray) -> np.ndarray:
     rarest label, or a group of its own for images with none. Rare labels so reach
     every split in proportion."""
     tags = np.asarray(tags, dtype=bool)
-    counts = tags.sum(axis=0)
-    rarity = np.where(tags, counts[None, :], np.iinfo(np.int64).max)
-    groups = np.argmin(rarity, axis=1) if tags.shape[1] else np.zeros(len(tags), np.int64)
+    if not tags.shape[1]:
+        return np.zeros(len(tags), np.int32)
+    order = np.argsort(tags.sum(axis=0), kind="stable")  # rarest label first
+    groups = order[np.argmax(tags[:, order], axis=1)]  # the first label present in that order
     groups[~tags.any(axis=1)] = tags.shape[1]
     return groups.astype(np.int32)
 

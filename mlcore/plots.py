@@ -15,7 +15,11 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 LABEL_COLORS = {"dog": "#d9822b", "cat": "#5b6fd6", "indoor": "#2a9d8f"}
-FALLBACK_COLORS = ("#8e6bbf", "#c05780", "#6c8d3e", "#b8860b", "#4f8fbf")
+# Twenty labels at most: each other label gets its own colour (Tableau 20 without the three above).
+FALLBACK_COLORS = (
+    "#8e6bbf", "#c05780", "#6c8d3e", "#b8860b", "#4f8fbf", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
+    "#ff9da7", "#9c755f", "#bab0ac", "#1f77b4", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+)  # fmt: skip
 SPLIT_COLORS = {"train": "#4c78a8", "validation": "#f58518", "test": "#54a24b"}
 SERIES_COLORS = {"train": "#4c78a8", "validation": "#f58518"}
 SWEEP_COLORS = {"precision": "#4c78a8", "recall": "#e45756", "f1": "#54a24b"}

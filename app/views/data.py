@@ -111,7 +111,9 @@ def data_settings() -> None:
             )
         )
     except ValueError as error:  # archives.ArchiveError included
-        st.error(f"These settings cannot be used: {error}")
+        st.error(f"These settings cannot be used: {plain(str(error))}")
+    except OSError as error:  # the server's disk: full, or not writable
+        st.error(f"The zip could not be kept on the server ({type(error).__name__}); try again later.")
     else:
         st.rerun()  # redraw everything, the sidebar included, with the new data
 
@@ -129,6 +131,8 @@ def _archive_path(source: str, upload, config) -> str | None:
     """The zip the applied settings use: a new upload (kept in this session's private
     folder), else the one already in use."""
     if source != "zip":
+        if upload is not None:
+            state.post_notice("warning", "A zip is chosen but not used: pick 'Your images (upload a zip)' to use it.")
         return None
     if upload is not None:
         return str(state.session_uploads().keep(upload.name, upload.getvalue()))

@@ -320,6 +320,8 @@ def _gallery_images(run: runs.Run, split: str):
     """The scored split's images and targets, from the same cached data the run was scored on."""
     if run.data_config is None:
         return None
+    if run.source == "shared" and run.data_config.source == "zip":
+        return None  # another person's uploaded pictures stay theirs: a share link shows numbers, not images
     try:
         splits = loaders.load_splits(run.data_config)
     except (datasets.DatasetUnavailable, ValueError, OSError):
@@ -334,7 +336,12 @@ def error_gallery(run: runs.Run, split: str, thresholds: dict[str, float]) -> No
     scores, labels = run.evaluation.split(split), run.label_names
     part = _gallery_images(run, split)
     if part is None:
-        st.info("The images this run was scored on are not loaded here, so the gallery cannot show them.")
+        private = run.source == "shared" and run.data_config is not None and run.data_config.source == "zip"
+        st.info(
+            "This run was trained on pictures its owner uploaded; they stay private, so the gallery is not shown."
+            if private
+            else "The images this run was scored on are not loaded here, so the gallery cannot show them."
+        )
         return
     chosen = state.gallery()
     chosen["cell"] = chosen["cell"] if chosen["cell"] in metrics.CELLS else "FP"

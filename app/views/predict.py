@@ -40,7 +40,8 @@ def bundle_uploader(*, expanded: bool) -> None:
             "Run bundle saved by the Train page or `python -m mlcore train`",
             type=["zip"],
             key=state.widget_key("predict", "bundle"),
-        )  # limit: server.maxUploadSize
+            max_upload_size=store.MAX_BUNDLE_BYTES // 2**20,
+        )
         if upload is None:
             return
         try:

@@ -8,6 +8,7 @@ import gc
 import io
 import os
 import time
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -73,6 +74,14 @@ def test_a_two_class_zip_trains_and_evaluates_in_the_session_that_uploaded_it(ui
     y_score = predict.predict_proba(run.model, expected.test.images)
     report = metrics.classification_report_frame(expected.test.targets, y_score, threshold=0.5, labels=run.label_names)
     pd.testing.assert_frame_equal(at.dataframe[0].value, report, atol=1e-6)
+    assert not any("private" in info.value or "not loaded" in info.value for info in at.info), "the owner's gallery"
+
+    # Someone opening the run's share link sees its numbers, never the uploaded pictures.
+    visitor = ui.open_page(ui.open_address({"run": run.stored.share_token}), "evaluate")
+    assert not visitor.exception
+    pd.testing.assert_frame_equal(visitor.dataframe[0].value, report, atol=1e-6)
+    assert any("they stay private" in info.value for info in visitor.info)
+    assert len(visitor.image) == 0
 
 
 def test_a_multi_label_zip_gives_five_labels_everywhere(ui, tmp_path):
@@ -167,7 +176,7 @@ def test_uploads_are_private_to_a_session_and_deleted_with_it(tmp_path, two_clas
     digest = datasets.archive_digest(path)
     cached = list(datasets.cfg.cache_dir().glob(f"zip-{digest[:32]}-*"))
     name = datasets.archive_cache_name(digest, 32)
-    assert {f"{name}.npy", f"{name}.json"} <= {entry.name for entry in cached}  # the images and their metadata
+    assert {f"{name}.u8", f"{name}.json"} <= {entry.name for entry in cached}  # the images and their metadata
     folder = first.folder
     del first
     gc.collect()
@@ -200,3 +209,8 @@ def test_a_session_folder_unused_for_six_hours_is_swept_when_another_session_upl
     assert not idle.folder.exists()
     assert active.folder.exists()
     assert newcomer.folder.exists()
+
+
+def test_the_server_accepts_uploads_as_large_as_the_zip_limit():
+    config = tomllib.loads((Path(__file__).resolve().parents[2] / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] * 2**20 >= uploaded_data.archives.ZipLimits().max_archive_bytes

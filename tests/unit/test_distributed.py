@@ -25,7 +25,8 @@ def test_two_workers_train_in_step_and_the_chief_saves_the_bundle(tmp_path):
         env = {**os.environ, "TF_CONFIG": json.dumps(config), "CUDA_VISIBLE_DEVICES": ""}
         command = [
             sys.executable, "-m", "mlcore", "train", "--source", "demo", "--demo-images", "200", "--image-size", "32",
-            "--epochs", "2", "--batch-size", "16", "--strategy", "multi-worker", "--output", str(tmp_path / f"{index}.zip"),
+            "--epochs", "2", "--batch-size", "16", "--strategy", "multi-worker",
+            "--output", str(tmp_path / f"{index}.zip"),
         ]  # fmt: skip
         workers.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = []

@@ -163,3 +163,72 @@ def test_the_command_line_trains_on_a_labels_csv_zip_and_its_bundle_keeps_the_na
     assert loaded.metadata["class_names"] == ["circle", "cross", "square", "stripe", "triangle"]
     assert loaded.metadata["data_config"]["source"] == "zip"
     assert loaded.model.output_shape[-1] == 5
+
+
+def test_many_small_groups_still_give_each_split_its_full_share():
+    """Rounding each group on its own gave 3 validation images of 48 for the shapes zip."""
+    groups = np.repeat(np.arange(16), 3)  # 16 groups of 3: 0.3 each would round to 0
+    rest, part = datasets.stratified_split_indices(groups, 0.1, seed=0)
+    assert len(part) == 5  # round(48 * 0.1)
+    assert len(rest) == 43
+    assert len(set(groups[part])) == 5  # from five different groups
+
+
+def test_a_small_multi_label_zip_puts_every_label_in_validation_and_test(tmp_path):
+    archive, _ = zips.multilabel_zip(tmp_path / "shapes.zip", count=60)
+    splits = datasets.load_splits(DataConfig(source="zip", archive=str(archive), image_size=32))
+    assert splits.sizes() == {"train": 43, "validation": 5, "test": 12}
+    for part in (splits.train, splits.validation, splits.test):
+        assert (part.targets.sum(axis=0) > 0).all(), part.targets.sum(axis=0)
+    assert not [finding for finding in splits.findings if "have no image" in finding.what]
+
+
+def test_a_label_absent_from_a_split_is_reported(tmp_path):
+    archive, _ = zips.multilabel_zip(tmp_path / "shapes.zip", count=60)
+    config = DataConfig(source="zip", archive=str(archive), image_size=32, n_images=8)
+    splits = datasets.load_splits(config)
+    absent = {finding.what: finding.names for finding in splits.findings if "have no image" in finding.what}
+    expected = tuple(
+        name for name, count in zip(splits.label_names, splits.validation.targets.sum(axis=0), strict=True) if not count
+    )
+    assert expected  # one validation image cannot show all five labels
+    assert absent["labels have no image in the validation split"] == expected
+
+
+@pytest.mark.parametrize(
+    ("label", "reason"),
+    [("indoor", "a name the app uses itself"), ("micro avg", "a name the app uses itself"),
+     ("File", "a name the app uses itself"), ("**bold**", "not a plain name"), ("<b>x</b>", "not a plain name")],
+)  # fmt: skip
+def test_labels_that_would_break_a_page_are_refused_by_name(label, reason):
+    data = f"file,labels\na.jpg,cat;{label}\n".encode()
+    with pytest.raises(labels.AnnotationError, match=reason):
+        labels.read_annotations(data, ["a.jpg"])
+
+
+def test_a_csv_written_by_pandas_or_by_excel_with_semicolons_is_read():
+    images = ["a.jpg", "b.jpg"]
+    pandas_csv = b",file,labels\n0,a.jpg,cat|dog\n1,b.jpg,\n"  # DataFrame.to_csv() keeps the index
+    excel_csv = b"image;tags\na.jpg;cat;dog\nb.jpg;\n"  # ';' separates the columns and the labels
+    renamed = b"labels,image\ncat|dog,a.jpg\n,b.jpg\n"  # columns found by their header
+    for data in (pandas_csv, excel_csv, renamed):
+        found = labels.read_annotations(data, images)
+        assert found.files == ("a.jpg", "b.jpg")
+        assert found.label_names == ("cat", "dog")
+        assert found.tags.tolist() == [[1, 1], [0, 0]]
+        assert found.bad_rows == ()
+
+
+def test_class_folders_with_names_that_cannot_be_labels_are_refused(tmp_path):
+    members = zips.class_members({"cats": 10, "dogs": 10})
+    members.update({name.replace("dogs/", "d*gs/"): data for name, data in zips.class_members({"dogs": 10}).items()})
+    archive = zips.write_zip(tmp_path / "odd.zip", members)
+    with pytest.raises(datasets.DatasetUnavailable, match=r"cannot be labels: 'd\*gs' is not a plain name"):
+        datasets.load_splits(DataConfig(source="zip", archive=str(archive), image_size=32))
+
+
+def test_a_zip_whose_images_would_decode_past_the_memory_limit_is_refused(tmp_path, monkeypatch):
+    archive = zips.two_class_zip(tmp_path / "pets.zip", per_class=10)
+    monkeypatch.setattr(datasets, "MAX_DECODED_BYTES", 19 * 32 * 32 * 3)
+    with pytest.raises(datasets.DatasetUnavailable, match="20 images: at 32 px they take 0 MB decoded"):
+        datasets.load_archive(archive, 32, use_cache=False)
