@@ -122,3 +122,12 @@ def is_chief(strategy) -> bool:
         return True
     has_chief = "chief" in (resolver.cluster_spec().as_dict() or {})
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def is_multi_worker(strategy) -> bool:
+    """Whether ``strategy`` is a ``MultiWorkerMirroredStrategy`` (one process per worker)."""
+    if strategy is None:
+        return False
+    import tensorflow as tf
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)

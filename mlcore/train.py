@@ -159,12 +159,16 @@ def recalibrate_batch_norm(model: keras.Model, images: np.ndarray, *, batch_size
             layer.momentum = momentum
 
 
-def batches(images: np.ndarray, targets: np.ndarray, batch_size: int, *, shuffle_seed: int | None = None):
+def batches(
+    images: np.ndarray, targets: np.ndarray, batch_size: int, *, shuffle_seed: int | None = None, as_float: bool = False
+):
     """A ``tf.data`` pipeline of ``(images, targets)`` batches gathered from the arrays.
 
     The pipeline holds only an index range: each batch is gathered from the arrays
     (in memory order) when it is needed, so the arrays are never copied into a
     tensor. With ``shuffle_seed`` the order is a new seeded permutation every epoch.
+    ``as_float`` hands the images over as float32 (the network rescales either way),
+    as the multi-worker loop needs.
     """
     import tensorflow as tf
 
@@ -174,12 +178,14 @@ def batches(images: np.ndarray, targets: np.ndarray, batch_size: int, *, shuffle
     if shuffle_seed is not None:
         indices = indices.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=True)
 
+    image_dtype = np.dtype(np.float32) if as_float else images.dtype
+
     def gather(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         index = np.sort(index)
-        return images[index], targets[index].astype(np.float32)
+        return images[index].astype(image_dtype, copy=False), targets[index].astype(np.float32)
 
     def load(index):
-        x, y = tf.numpy_function(gather, [index], (tf.as_dtype(images.dtype), tf.float32), stateful=False)
+        x, y = tf.numpy_function(gather, [index], (tf.as_dtype(image_dtype), tf.float32), stateful=False)
         x.set_shape((None, *images.shape[1:]))
         y.set_shape((None, *targets.shape[1:]))
         return x, y
@@ -311,9 +317,96 @@ def train_model(
         if config.architecture == "compact":
             total_steps = int(np.ceil(len(x_train) / config.batch_size)) * config.epochs
         compile_model(model, label_names, config.learning_rate, total_steps=total_steps)
-    result = fit(model, train, validation, config, on_progress=on_progress, stop=stop)
+    if runtime.is_multi_worker(strategy):
+        result = fit_multi_worker(model, train, validation, config, strategy, on_progress=on_progress, stop=stop)
+        # Evaluation, prediction and saving run on one device: a plain copy of the trained weights.
+        single = build_model(
+            tuple(x_train.shape[1:]), len(label_names), architecture=config.architecture,
+            augmentation=config.augmentation, dtype_policy=policy,
+        )  # fmt: skip
+        single.set_weights(model.get_weights())
+        result.model = compile_model(single, label_names, config.learning_rate)
+    else:
+        result = fit(model, train, validation, config, on_progress=on_progress, stop=stop)
     result.precision = policy
     return result
+
+
+def fit_multi_worker(
+    model: keras.Model,
+    train: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray] | None,
+    config: TrainConfig,
+    strategy,
+    *,
+    on_progress: ProgressFn | None = None,
+    stop: threading.Event | None = None,
+) -> TrainResult:
+    """The training loop under ``MultiWorkerMirroredStrategy``, written out.
+
+    Keras 3's ``fit`` cannot run under that strategy (keras-team/keras#20585: it averages
+    the first batch, and then each step's logs, with reductions the strategy refuses), so
+    each step here is ``strategy.run`` on the worker's share of a global batch, gradients
+    all-reduced by the optimizer. Every worker sees the same seeded order and keeps its
+    share (:func:`batches`); the loss reported is the global batch's mean binary
+    cross-entropy, summed over the workers, and ``val_loss`` the same over the validation split.
+    """
+    import tensorflow as tf
+
+    x_train, y_train = train
+    started = time.perf_counter()
+    global_batch = config.batch_size
+    batch_count = int(np.ceil(len(x_train) / global_batch))
+
+    def replica_loss(x, y, training: bool):
+        predictions = model(x, training=training)
+        per_image = keras.losses.binary_crossentropy(y, tf.cast(predictions, tf.float32))
+        return tf.nn.compute_average_loss(per_image, global_batch_size=global_batch)
+
+    @tf.function
+    def train_step(x, y):
+        def step(x, y):
+            with tf.GradientTape() as tape:
+                loss = replica_loss(x, y, True)
+            gradients = tape.gradient(loss, model.trainable_variables)
+            model.optimizer.apply(gradients, model.trainable_variables)
+            return loss
+
+        return strategy.reduce("SUM", strategy.run(step, args=(x, y)), axis=None)
+
+    @tf.function
+    def test_step(x, y):
+        return strategy.reduce("SUM", strategy.run(lambda x, y: replica_loss(x, y, False), args=(x, y)), axis=None)
+
+    def report(kind: str, epoch: int, batch: int, logs: dict[str, float]) -> None:
+        if on_progress is not None:
+            elapsed = time.perf_counter() - started
+            on_progress(TrainProgress(kind, epoch, config.epochs, batch, batch_count, logs, elapsed))
+
+    def mean_loss(dataset, step) -> float:
+        losses = [float(step(x, y)) for x, y in strategy.experimental_distribute_dataset(dataset)]
+        return float(np.mean(losses)) if losses else float("nan")
+
+    shuffled = batches(x_train, y_train, global_batch, shuffle_seed=config.seed, as_float=True)
+    history: dict[str, list[float]] = {}
+    stopped = False
+    for epoch in range(1, config.epochs + 1):
+        losses = []
+        for batch, (x, y) in enumerate(strategy.experimental_distribute_dataset(shuffled), start=1):
+            losses.append(float(train_step(x, y)))
+            report("batch", epoch, batch, {"loss": float(np.mean(losses))})
+            if stop is not None and stop.is_set():
+                stopped = True
+                break
+        logs = {"loss": float(np.mean(losses))}
+        if validation is not None and len(validation[0]) > 0:
+            logs["val_loss"] = mean_loss(batches(*validation, global_batch, as_float=True), test_step)
+        for key, value in logs.items():
+            history.setdefault(key, []).append(value)
+        report("epoch", epoch, batch_count, logs)
+        if stopped:
+            break
+    return TrainResult(model, history, stopped, len(history.get("loss", [])), time.perf_counter() - started)
 
 
 def weights_digest(model: keras.Model) -> str:
