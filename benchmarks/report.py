@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from benchmarks.common import median
 
 FULL_PLAN = {
@@ -319,7 +321,7 @@ def _details(results: dict) -> str:
     return "\n\n".join(parts)
 
 
-def render(results: dict) -> str:
+def _render_suite(results: dict) -> str:
     info = results["machine"]
     rows = summarize(results)
     summary = _table(
@@ -435,3 +437,13 @@ backbone (this project deliberately trains its own small CNN) or a much longer b
 compact network memorises it on the training images (its training loss keeps falling), but
 its validation ROC-AUC stays at chance, as it must.
 """
+
+
+def render(results: dict) -> str:
+    """The suite's report, then the scaling table when ``python -m benchmarks.scaling`` has run."""
+    from benchmarks import scaling
+
+    text = _render_suite(results)
+    if scaling.RESULTS.exists():
+        text = text.rstrip() + "\n\n" + scaling.render(json.loads(scaling.RESULTS.read_text()))
+    return text

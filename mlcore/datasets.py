@@ -165,13 +165,13 @@ def plan_layout(paths: list[str], where: str) -> Layout:
 
 def list_image_files(root: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
     """Class names (sorted subfolders) and ``(path, class_index)`` for every image file."""
-    layout = _folder_layout(Path(root))
+    layout = folder_layout(Path(root))
     if layout.annotation is not None:
         raise DatasetUnavailable(f"{root} holds {ANNOTATION_FILE}: its labels come from the CSV, not from folders.")
     return layout.class_names, [(Path(root) / path, index) for path, _, index in layout.files]
 
 
-def _folder_layout(root: Path) -> Layout:
+def folder_layout(root: Path) -> Layout:
     if not root.is_dir():
         raise DatasetUnavailable(f"Folder not found: {root}")
     paths = sorted(
@@ -393,7 +393,7 @@ def load_folder(root: Path | str, image_size: int = 128, *, use_cache: bool = Tr
     """Load a folder of class subfolders, or of images with labels.csv, with a disk cache.
     Decoded images are written to the cache as they come, so memory stays flat."""
     root = Path(root).expanduser()
-    layout = _folder_layout(root)
+    layout = folder_layout(root)
     listed = [(root / path, index) for path, _, index in layout.files]
     if layout.annotation is not None:
         listed.append((root / layout.annotation, -1))  # an edited CSV is a new cache entry
@@ -438,7 +438,7 @@ def has_annotations(config: cfg.DataConfig) -> bool:
     """Whether a folder or zip source takes its labels from labels.csv (reads file lists only)."""
     try:
         if config.source == "folder":
-            return _folder_layout(Path(config.folder).expanduser()).annotation is not None
+            return folder_layout(Path(config.folder).expanduser()).annotation is not None
         if config.source == "zip":
             limits = archives.ZipLimits()
             with archives.open_zip(config.archive, limits) as archive:
