@@ -219,21 +219,24 @@ def _chunks(items: Iterable) -> Iterator[list]:
 class _Sink:
     """Where decoded images go: the cache file, chunk by chunk, or (without a cache) memory."""
 
-    def __init__(self, name: str | None, image_size: int):
+    def __init__(self, name: str | None, image_size: int, capacity: int):
         self.shape = (image_size, image_size, 3)
         self.writer = arrays.ImageWriter(cfg.cache_dir() / f"{name}.u8", self.shape) if name else None
-        self.parts: list[np.ndarray] = []
+        # Without a cache, one array filled in place: never a list of images and a stacked copy of it.
+        self.buffer = None if name else np.empty((capacity, *self.shape), np.uint8)
+        self.count = 0
 
     def append(self, images: np.ndarray) -> None:
         if self.writer is not None:
             self.writer.append(images)
         else:
-            self.parts.append(images)
+            self.buffer[self.count : self.count + len(images)] = images
+        self.count += len(images)
 
     def finish(self) -> arrays.Images:
         if self.writer is not None:
             return arrays.Images(self.writer.finish())
-        return arrays.Images(np.concatenate(self.parts) if self.parts else np.zeros((0, *self.shape), np.uint8))
+        return arrays.Images(self.buffer[: self.count])
 
     def abandon(self) -> None:
         if self.writer is not None:
@@ -376,7 +379,7 @@ def _assemble(layout: Layout, decoded: list[bool], images: arrays.Images, origin
 def _decode_and_cache(layout: Layout, items: Iterable, decode: Callable, image_size: int, origin: str,
                       notes, name: str | None) -> ImageSet:  # fmt: skip
     """Decode a layout's files into the cache entry ``name`` (or memory), then its metadata."""
-    sink = _Sink(name, image_size)
+    sink = _Sink(name, image_size, len(layout.files))
     try:
         decoded = _decode_into(items, decode, sink)
         images = sink.finish()
@@ -775,7 +778,7 @@ def make_demo_set(n_images: int, image_size: int = 128, seed: int = 0, *, use_ca
         return dataclasses.replace(cached, synthetic=True)
     class_index = np.arange(n_images, dtype=np.int32) % 2
     keys = tuple(f"demo-{seed}/{DEMO_CLASSES[c]}/{i:05d}" for i, c in enumerate(class_index))
-    sink = _Sink(name if use_cache else None, image_size)
+    sink = _Sink(name if use_cache else None, image_size, n_images)
     try:
         for start in range(0, n_images, DECODE_CHUNK_FILES):
             stop = min(n_images, start + DECODE_CHUNK_FILES)
