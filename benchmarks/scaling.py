@@ -153,6 +153,17 @@ def render(results: dict) -> str:
             f"| {row['images']:,} | {'today' if row['mode'] == 'flat' else 'previous'} | {row['cold_seconds']:.1f} | "
             f"{row['warm_seconds']:.2f} | {row['images_per_second']:.0f} | {row['peak_rss_mb']:.0f} |"
         )
+    policy = cpu.get("training_policy", "float32")
+    lines += [
+        "",
+        f"Training ran in `{policy}`: "
+        + (
+            "this CPU has native bfloat16 (AVX512-BF16 or AMX)."
+            if cpu["bf16_hardware"]
+            else "this CPU has no AVX512-BF16 or AMX, so bfloat16 would be emulated and slower; the bfloat16 "
+            "speed-up can only be measured on a host that has them."
+        ),
+    ]
     if results.get("full_epoch"):
         full = results["full_epoch"]
         lines += [
