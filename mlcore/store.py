@@ -11,11 +11,14 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 import os
 import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
+
+from mlcore import archives
 
 BUNDLE_FORMAT = "mlcore-run"
 BUNDLE_VERSION = 1
@@ -128,71 +131,170 @@ def save_bundle(path: str | Path, model, metadata: dict) -> Path:
     return write_atomic(path, bundle_bytes(model, metadata))
 
 
-def _walk_layers(config: dict):
-    for layer in config.get("config", {}).get("layers", []):
-        yield layer
-        if "layers" in layer.get("config", {}):
-            yield from _walk_layers(layer)
+MAX_CONFIG_BYTES = 2 * 2**20  # config.json of the compact network is about 40 KB
+MAX_CONFIG_DEPTH = 40  # ours nest about 12 deep
+MAX_LABEL_COUNT, MAX_LABEL_CHARS = 20, 64
+IMAGE_SIZE_RANGE = (16, 512)  # what DataConfig accepts
+# (module, class) pairs a config of ours holds; anything else is refused before Keras sees it.
+ALLOWED_CLASSES = frozenset(
+    {("keras.layers", name) for name in ALLOWED_LAYERS}
+    | {("keras.src.models.functional", "Functional"), ("keras", "DTypePolicy"), (None, "__keras_tensor__")}
+    | {("keras.initializers", name) for name in ("GlorotUniform", "GlorotNormal", "HeNormal", "HeUniform", "Ones")}
+    | {("keras.initializers", "Zeros")}
+)  # fmt: skip
+# Hyper-parameters bounded before Keras allocates anything: a Dense(150000) reached 4.9 GB.
+HYPER_LIMITS = {"units": 4096, "filters": 1024, "kernel_size": 7, "pool_size": 8, "strides": 4}
+MAX_INPUT_SIDE = IMAGE_SIZE_RANGE[1]
+MAX_FEATURES = 1_100_000  # the seed network flattens 126 x 126 x 64 = 1,016,064 features at 512 px
+BUNDLE_LIMITS = archives.ZipLimits(
+    max_archive_bytes=MAX_BUNDLE_BYTES + 2**20, max_total_bytes=MAX_BUNDLE_BYTES, max_files=16,
+    max_file_bytes=MAX_BUNDLE_BYTES,
+)  # fmt: skip
+MODEL_MEMBERS = {"config.json", "metadata.json", "model.weights.h5"}
+
+
+def _flat(value) -> list:
+    """The numbers of a shape, or of a list of shapes (an Add layer's inputs)."""
+    out, stack = [], [value]
+    while stack and len(out) < 64:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        else:
+            out.append(item)
+    return out
+
+
+def _numbers(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _check_node(node: dict) -> None:
+    """One dict of a model config: an allowed (module, class), no shared objects, bounded sizes."""
+    # Keras hands back the first object recorded under a shared id, whatever a later entry says it
+    # is: only the dtype policies our layers share may carry one.
+    if "shared_object_id" in node and (node.get("module"), node.get("class_name")) != ("keras", "DTypePolicy"):
+        raise BundleError("The bundle's model shares an object that our networks never share; it was refused.")
+    if "class_name" in node:
+        pair = (node.get("module"), node.get("class_name"))
+        if pair not in ALLOWED_CLASSES or node.get("registered_name") not in (None, node.get("class_name")):
+            shown = f"{str(pair[1])[:60]!r} ({str(pair[0] or 'unknown module')[:60]})"
+            raise BundleError(f"The bundle's model contains {shown}, which our networks never use; it was refused.")
+    for key, limit in HYPER_LIMITS.items():
+        for value in _numbers(node.get(key)) if key in node else []:
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= limit:
+                raise BundleError(f"The bundle's model has {key} {str(value)[:40]}; our networks use 1 to {limit}.")
+    for key, limit in (("batch_shape", MAX_INPUT_SIDE), ("input_shape", MAX_FEATURES), ("shape", MAX_FEATURES)):
+        sides = _flat(node.get(key)) if isinstance(node.get(key), list) else []
+        if any(not (side is None or (isinstance(side, int) and 0 < side <= limit)) for side in sides):
+            raise BundleError(f"The bundle's model has a {key} of {str(node.get(key))[:80]}; sides go up to {limit:,}.")
+
+
+def _walk_config(config) -> None:
+    """Check every dict anywhere in a model config, iteratively, down to a bounded depth."""
+    stack = [(config, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_CONFIG_DEPTH:
+            raise BundleError("The bundle's model configuration is nested too deeply to be one of our networks.")
+        if isinstance(node, dict):
+            _check_node(node)
+            stack.extend((value, depth + 1) for value in node.values())
+        elif isinstance(node, list):
+            stack.extend((value, depth + 1) for value in node)
+
+
+def _json(data: bytes, what: str):
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as error:
+        raise BundleError(f"The bundle's {what} is not valid JSON ({type(error).__name__}).") from error
+
+
+def _read_zip(source, limits: archives.ZipLimits, names: set[str], what: str) -> dict[str, bytes]:
+    """The members called ``names`` of a zip, each read through a capped reader; any other
+    member, or one that cannot be read as ours are written, refuses the zip."""
+    try:
+        with archives.open_zip(source, limits) as archive:
+            listing = archives.list_members(archive, limits)
+            if listing.skipped:
+                reason, skipped = next(iter(listing.skipped.items()))
+                raise BundleError(f"The {what} has a member that cannot be read ({skipped[0][:80]}: {reason}).")
+            found = {member.path for member in listing.members}
+            if not found <= names or (what == "bundle" and found != names):
+                raise BundleError(f"A {what} holds exactly {', '.join(sorted(names))}; found {sorted(found)[:10]}.")
+            reader = archives.Reader(archive, limits)
+            return {member.path: reader.read(member) for member in listing.members}
+    except archives.ArchiveError as error:
+        raise BundleError(f"The {what} was refused: {error}") from error
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise BundleError(f"The {what} is damaged and cannot be read ({str(error)[:200]}).") from error
 
 
 def check_model_config(model_zip: bytes) -> dict:
-    """Refuse a ``.keras`` archive unless it is a functional model of allowed Keras layers."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(model_zip)) as archive:
-            config = json.loads(archive.read("config.json"))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as error:
-        raise BundleError(f"The model inside the bundle is not a valid .keras file ({error}).") from error
-    if config.get("class_name") != "Functional":
-        raise BundleError(f"The bundle's model is a {config.get('class_name')!r}, not one of our networks.")
-    for layer in _walk_layers(config):
-        name = layer.get("class_name")
-        module = str(layer.get("module") or "")
-        if name not in ALLOWED_LAYERS or layer.get("registered_name") or not module.startswith("keras"):
-            raise BundleError(
-                f"The bundle's model contains a layer of type {name!r} ({module or 'unknown module'}), "
-                "which our networks never use; it was refused."
-            )
+    """Refuse a ``.keras`` archive unless it is a functional model of allowed Keras layers,
+    read within limits, with every dict of its config checked before Keras sees it."""
+    members = _read_zip(io.BytesIO(model_zip), BUNDLE_LIMITS, MODEL_MEMBERS, "model inside the bundle")
+    if "config.json" not in members or "model.weights.h5" not in members:
+        raise BundleError("The model inside the bundle is not a valid .keras file (no config or weights).")
+    if len(members["config.json"]) > MAX_CONFIG_BYTES:
+        raise BundleError(f"The model's config.json is {len(members['config.json']):,} bytes; ours are far smaller.")
+    config = _json(members["config.json"], "model configuration")
+    if not isinstance(config, dict) or config.get("class_name") != "Functional":
+        found = config.get("class_name") if isinstance(config, dict) else type(config).__name__
+        raise BundleError(f"The bundle's model is a {str(found)[:60]!r}, not one of our networks.")
+    _walk_config(config)
     return config
 
 
 def _read_members(source: bytes | str | Path, *, model: bool = True) -> tuple[dict, bytes]:
-    """``run.json`` and the model's bytes (empty unless ``model``), after checking the zip's shape."""
+    """``run.json`` and the model's bytes (empty unless ``model``), read within limits."""
     if isinstance(source, (str, Path)):
         if Path(source).stat().st_size == 0:
             raise BundleError("The bundle file is empty.")
+        stream = source
     elif not source:
         raise BundleError("The bundle file is empty.")
-    try:
-        with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source) as bundle:
-            names = set(bundle.namelist())
-            if names != {MODEL_MEMBER, META_MEMBER}:
-                raise BundleError(
-                    f"A run bundle holds exactly {MODEL_MEMBER} and {META_MEMBER}; found {sorted(names)}."
-                )
-            total = sum(info.file_size for info in bundle.infolist())
-            if total > MAX_BUNDLE_BYTES:
-                raise BundleError(
-                    f"The bundle unpacks to {total / 2**20:.0f} MB, over the {MAX_BUNDLE_BYTES // 2**20} MB limit."
-                )
-            meta = json.loads(bundle.read(META_MEMBER))
-            model_zip = bundle.read(MODEL_MEMBER) if model else b""
-    except zipfile.BadZipFile as error:
-        raise BundleError("Not a run bundle: the file is not a zip archive.") from error
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise BundleError(f"The bundle's {META_MEMBER} is not valid JSON ({error}).") from error
-    return meta, model_zip
+    else:
+        stream = io.BytesIO(source)
+    members = _read_zip(stream, BUNDLE_LIMITS, {MODEL_MEMBER, META_MEMBER}, "bundle")
+    return _json(members[META_MEMBER], META_MEMBER), (members[MODEL_MEMBER] if model else b"")
 
 
 def _check_metadata(meta: dict) -> None:
+    """``run.json`` against the shapes we write, with every value the pages use in range."""
     if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
         raise BundleError("Not a run bundle from this tool (its run.json has no matching format tag).")
     if meta.get("version") != BUNDLE_VERSION:
-        raise BundleError(f"Unsupported bundle version {meta.get('version')!r} (this tool reads {BUNDLE_VERSION}).")
+        raise BundleError(
+            f"Unsupported bundle version {str(meta.get('version'))[:20]!r} (this tool reads {BUNDLE_VERSION})."
+        )
     labels = meta.get("labels")
-    if not (isinstance(labels, list) and labels and all(isinstance(x, str) for x in labels)):
-        raise BundleError("The bundle's run.json has no valid list of labels.")
-    if not isinstance(meta.get("image_size"), int):
-        raise BundleError("The bundle's run.json has no valid image_size.")
+    if not (
+        isinstance(labels, list)
+        and 0 < len(labels) <= MAX_LABEL_COUNT
+        and all(isinstance(x, str) and 0 < len(x) <= MAX_LABEL_CHARS for x in labels)
+        and len(set(labels)) == len(labels)
+    ):
+        raise BundleError(
+            f"The bundle's run.json has no valid list of labels (1 to {MAX_LABEL_COUNT} different names of at most "
+            f"{MAX_LABEL_CHARS} characters)."
+        )
+    size = meta.get("image_size")
+    if not (
+        isinstance(size, int) and not isinstance(size, bool) and IMAGE_SIZE_RANGE[0] <= size <= IMAGE_SIZE_RANGE[1]
+    ):
+        raise BundleError(
+            f"The bundle's run.json has image_size {str(size)[:20]}; it must be a whole number from "
+            f"{IMAGE_SIZE_RANGE[0]} to {IMAGE_SIZE_RANGE[1]}."
+        )
+    thresholds = meta.get("thresholds", {})
+    if not isinstance(thresholds, dict) or not all(
+        key in labels and isinstance(value, (int, float)) and not isinstance(value, bool)
+        and math.isfinite(value) and 0.0 <= value <= 1.0
+        for key, value in thresholds.items()
+    ):  # fmt: skip
+        raise BundleError("The bundle's run.json has thresholds that are not numbers from 0 to 1, one per label.")
 
 
 def read_metadata(source: bytes | str | Path) -> dict:
@@ -228,7 +330,8 @@ def load_bundle(source: bytes | str | Path) -> RunBundle:
         try:
             model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
         except Exception as error:  # Keras raises many types for a bad archive
-            raise BundleError(f"Keras could not load the bundle's model ({error}).") from error
+            detail = str(error).splitlines()[0][:300] if str(error) else ""
+            raise BundleError(f"Keras could not load the bundle's model ({type(error).__name__}: {detail}).") from error
     size = meta["image_size"]
     expected_in, expected_out = (None, size, size, 3), (None, len(meta["labels"]))
     if tuple(model.input_shape) != expected_in or tuple(model.output_shape) != expected_out:
