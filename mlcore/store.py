@@ -18,6 +18,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mlcore import archives
 
 BUNDLE_FORMAT = "mlcore-run"
@@ -146,6 +148,7 @@ ALLOWED_CLASSES = frozenset(
 HYPER_LIMITS = {"units": 4096, "filters": 1024, "kernel_size": 7, "pool_size": 8, "strides": 4}
 MAX_INPUT_SIDE = IMAGE_SIZE_RANGE[1]
 MAX_FEATURES = 1_100_000  # the seed network flattens 126 x 126 x 64 = 1,016,064 features at 512 px
+MAX_LAYER_WEIGHTS = MAX_BUNDLE_BYTES // 4  # float32 weights a bundle has room for
 BUNDLE_LIMITS = archives.ZipLimits(
     max_archive_bytes=MAX_BUNDLE_BYTES + 2**20, max_total_bytes=MAX_BUNDLE_BYTES, max_files=16,
     max_file_bytes=MAX_BUNDLE_BYTES,
@@ -180,6 +183,7 @@ def _check_node(node: dict) -> None:
         if pair not in ALLOWED_CLASSES or node.get("registered_name") not in (None, node.get("class_name")):
             shown = f"{str(pair[1])[:60]!r} ({str(pair[0] or 'unknown module')[:60]})"
             raise BundleError(f"The bundle's model contains {shown}, which our networks never use; it was refused.")
+    _check_weights(node)
     for key, limit in HYPER_LIMITS.items():
         for value in _numbers(node.get(key)) if key in node else []:
             if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= limit:
@@ -188,6 +192,51 @@ def _check_node(node: dict) -> None:
         sides = _flat(node.get(key)) if isinstance(node.get(key), list) else []
         if any(not (side is None or (isinstance(side, int) and 0 < side <= limit)) for side in sides):
             raise BundleError(f"The bundle's model has a {key} of {str(node.get(key))[:80]}; sides go up to {limit:,}.")
+
+
+def _check_weights(node: dict) -> None:
+    """A layer's kernel, from its units or filters and the input shape it is built for, must fit
+    in a bundle: Keras allocates it before it checks the graph (a Dense built for 100,000 inputs
+    took 6.5 GB)."""
+    config, built = node.get("config"), node.get("build_config")
+    shape = built.get("input_shape") if isinstance(built, dict) else None
+    if not isinstance(config, dict) or not isinstance(shape, list) or not shape:
+        return
+    width = config.get("units", config.get("filters"))
+    kernel = _flat(config.get("kernel_size", 1))
+    inputs = shape[-1]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (width or 1, inputs or 1, *kernel)):
+        return  # a wrong type is refused by the hyper-parameter check, or by Keras
+    weights = (width or 0) * (inputs or 0) * math.prod(kernel)
+    if weights > MAX_LAYER_WEIGHTS:
+        raise BundleError(
+            f"A layer of the bundle's model would hold {weights:,} weights; a bundle has room for "
+            f"{MAX_LAYER_WEIGHTS:,}. It was refused before anything was allocated."
+        )
+
+
+def _check_weights_file(data: bytes) -> None:
+    """The weights file's datasets, before Keras reads them: each within the bundle's size (a tiny
+    compressed dataset of fill values declared 30,000 x 30,000 took 14 GB), none stored outside."""
+    import h5py
+
+    try:
+        with h5py.File(io.BytesIO(data), "r") as weights:
+            found: list = []
+            weights.visititems(lambda name, item: found.append(item) if isinstance(item, h5py.Dataset) else None)
+            total = 0
+            for dataset in found:
+                if dataset.external or dataset.is_virtual:
+                    raise BundleError("The bundle's weights point at data outside the bundle; refused.")
+                total += int(np.prod(dataset.shape, dtype=np.int64)) * dataset.dtype.itemsize
+                if total > MAX_BUNDLE_BYTES:
+                    raise BundleError(
+                        f"The bundle's weights declare more than {MAX_BUNDLE_BYTES // 2**20} MB; refused unread."
+                    )
+    except BundleError:
+        raise
+    except Exception as error:  # h5py raises OSError, ValueError, KeyError... for a damaged file
+        raise BundleError(f"The bundle's weights file cannot be read ({type(error).__name__}).") from error
 
 
 def _walk_config(config) -> None:
@@ -204,9 +253,15 @@ def _walk_config(config) -> None:
             stack.extend((value, depth + 1) for value in node)
 
 
-def _json(data: bytes, what: str):
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _json(data: bytes, what: str, *, constants: bool = True):
+    """Parsed JSON; ``constants=False`` refuses NaN and Infinity (no model config needs them,
+    while a run's metrics may hold a NaN: a split with one class has no ROC-AUC)."""
     try:
-        return json.loads(data.decode("utf-8"))
+        return json.loads(data.decode("utf-8"), **({} if constants else {"parse_constant": _no_constant}))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as error:
         raise BundleError(f"The bundle's {what} is not valid JSON ({type(error).__name__}).") from error
 
@@ -239,24 +294,31 @@ def check_model_config(model_zip: bytes) -> dict:
         raise BundleError("The model inside the bundle is not a valid .keras file (no config or weights).")
     if len(members["config.json"]) > MAX_CONFIG_BYTES:
         raise BundleError(f"The model's config.json is {len(members['config.json']):,} bytes; ours are far smaller.")
-    config = _json(members["config.json"], "model configuration")
+    config = _json(members["config.json"], "model configuration", constants=False)
     if not isinstance(config, dict) or config.get("class_name") != "Functional":
         found = config.get("class_name") if isinstance(config, dict) else type(config).__name__
         raise BundleError(f"The bundle's model is a {str(found)[:60]!r}, not one of our networks.")
     _walk_config(config)
+    _check_weights_file(members["model.weights.h5"])
     return config
 
 
 def _read_members(source: bytes | str | Path, *, model: bool = True) -> tuple[dict, bytes]:
     """``run.json`` and the model's bytes (empty unless ``model``), read within limits."""
     if isinstance(source, (str, Path)):
-        if Path(source).stat().st_size == 0:
+        try:
+            empty = Path(source).stat().st_size == 0
+        except OSError as error:
+            raise BundleError(f"The bundle file cannot be read ({type(error).__name__}).") from error
+        if empty:
             raise BundleError("The bundle file is empty.")
         stream = source
+    elif not isinstance(source, (bytes, bytearray, memoryview)):
+        raise BundleError(f"A bundle is a file or its bytes, not a {type(source).__name__}.")
     elif not source:
         raise BundleError("The bundle file is empty.")
     else:
-        stream = io.BytesIO(source)
+        stream = io.BytesIO(bytes(source))
     members = _read_zip(stream, BUNDLE_LIMITS, {MODEL_MEMBER, META_MEMBER}, "bundle")
     return _json(members[META_MEMBER], META_MEMBER), (members[MODEL_MEMBER] if model else b"")
 
@@ -273,7 +335,7 @@ def _check_metadata(meta: dict) -> None:
     if not (
         isinstance(labels, list)
         and 0 < len(labels) <= MAX_LABEL_COUNT
-        and all(isinstance(x, str) and 0 < len(x) <= MAX_LABEL_CHARS for x in labels)
+        and all(isinstance(x, str) and 0 < len(x) <= MAX_LABEL_CHARS and x.isprintable() for x in labels)
         and len(set(labels)) == len(labels)
     ):
         raise BundleError(

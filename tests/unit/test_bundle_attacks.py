@@ -87,9 +87,9 @@ def _set(path: tuple, value):
     [
         (_lambda_carrier, "shares an object that our networks never share"),
         (_set(("Flatten", "module"), "keras.src.ops.numpy"), "'Flatten' \\(keras.src.ops.numpy\\)"),
-        (_set(("Dense", "config", "units"), 150_000), "units 150000; our networks use 1 to 4096"),
+        (_set(("Dense", "config", "units"), 150_000), "would hold 345,600,000 weights"),
         (_set(("Conv2D", "config", "kernel_size"), [99, 99]), "kernel_size 99"),
-        (_set(("Dense", "build_config", "input_shape"), [None, 2_000_000]), "input_shape of \\[None, 2000000\\]"),
+        (_set(("Dense", "build_config", "input_shape"), [None, 2_000_000]), "would hold 256,000,000 weights"),
         (_set(("InputLayer", "config", "batch_shape"), [None, 100_000, 100_000, 3]), "sides go up to 512"),
         (_set(("Dense", "registered_name"), "evil>Dense"), "'Dense' \\(keras.layers\\)"),
     ],
@@ -209,3 +209,64 @@ def test_keras_refusals_are_reported_in_one_short_line(base):
         store.load_bundle(_with(base, config=change))
     assert "\n" not in str(refused.value)
     assert len(str(refused.value)) < 420
+
+
+def test_a_layer_built_for_a_huge_input_is_refused_before_keras_allocates_it(base):
+    """Units within bounds, but built for 100,000 inputs: Keras took 6.5 GB before refusing."""
+
+    def change(config: dict) -> dict:
+        dense = _layer(config, "Dense")
+        dense["config"]["units"] = 4096
+        dense["build_config"] = {"input_shape": [None, 100_000]}
+        return config
+
+    with pytest.raises(store.BundleError, match="would hold 409,600,000 weights"):
+        store.load_bundle(_with(base, config=change))
+
+
+def test_a_weights_file_declaring_a_huge_dataset_is_refused_unread(base):
+    """A gzip-chunked dataset of fill values: a few KB on disk, 3.6 GB once read (14 GB seen)."""
+    import h5py
+
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as weights:
+        weights.create_dataset("layers/dense/vars/0", shape=(30_000, 30_000), dtype="float32",
+                               chunks=(1000, 1000), compression="gzip", fillvalue=0.5)  # fmt: skip
+    outer = _members(base)
+    inner = _members(outer["model.keras"])
+    inner["model.weights.h5"] = buffer.getvalue()
+    assert len(inner["model.weights.h5"]) < 100_000
+    outer["model.keras"] = _zip(inner)
+    data = _zip(outer)
+    with pytest.raises(store.BundleError, match="weights declare more than 64 MB"):
+        store.load_bundle(data)
+    assert _peak_mb(lambda: store.load_bundle(data)) < 80
+
+
+def test_json_constants_nan_and_infinity_are_refused(base):
+    def change(config: dict) -> dict:
+        _layer(config, "Rescaling")["config"]["scale"] = "NAN_HERE"
+        return config
+
+    data = _members(_with(base, config=change))
+    inner = _members(data["model.keras"])
+    inner["config.json"] = inner["config.json"].replace(b'"NAN_HERE"', b"NaN")
+    data["model.keras"] = _zip(inner)
+    with pytest.raises(store.BundleError, match="not valid JSON"):
+        store.load_bundle(_zip(data))
+
+
+@pytest.mark.parametrize(("source", "message"), [("/no/such/bundle.zip", "cannot be read"), (5, "not a int")])
+def test_a_missing_file_or_a_wrong_type_is_a_bundle_error(source, message):
+    with pytest.raises(store.BundleError, match=message):
+        store.load_bundle(source)
+
+
+@pytest.mark.parametrize("label", ["a\nb", "\x00", "\ud800"])
+def test_labels_that_cannot_be_shown_are_refused(base, label):
+    def change(meta: dict) -> dict:
+        meta["labels"] = [label, "cat", "indoor"]
+        return meta
+
+    with pytest.raises(store.BundleError, match="no valid list of labels"):
+        store.load_bundle(_with(base, meta=change))
