@@ -25,7 +25,6 @@ from pathlib import Path
 from mlcore import archives, datasets, store
 
 STALE_SECONDS = 6 * 3600
-MB = archives.MB
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
 
 
@@ -70,9 +69,7 @@ class SessionUploads:
     def keep(self, name: str, data: bytes) -> Path:
         """Write an uploaded zip into the session's folder (atomically) and return its path.
         Refuses, with :class:`archives.ArchiveError`, a file over the size limit."""
-        limit = archives.ZipLimits().max_archive_bytes
-        if len(data) > limit:
-            raise archives.ArchiveError(f"The zip is {len(data) / MB:,.1f} MB; the limit is {limit / MB:,.0f} MB.")
+        archives.check_size(len(data), archives.ZipLimits())
         digest = hashlib.sha256(data).hexdigest()
         target = self.folder / digest[:16] / safe_name(name)
         if not target.exists():
@@ -80,7 +77,7 @@ class SessionUploads:
         for previous in self.digests - {digest}:  # one zip per session: the new one replaces the last
             shutil.rmtree(self.folder / previous[:16], ignore_errors=True)
             datasets.forget_archive(previous)
-        self.digests.intersection_update({digest})
+        self.digests.clear()  # the finalizer holds this very set
         self.digests.add(digest)
         return target
 

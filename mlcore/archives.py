@@ -147,6 +147,12 @@ def check_directory(stream: BinaryIO, limits: ZipLimits) -> None:
         )
 
 
+def check_size(size: int, limits: ZipLimits) -> None:
+    """Refuse a zip larger than ``limits`` allow, before anything of it is read."""
+    if size > limits.max_archive_bytes:
+        raise ArchiveError(f"The zip is {_mb(size)}; the limit is {_mb(limits.max_archive_bytes)}.")
+
+
 @contextlib.contextmanager
 def open_zip(source: str | Path | BinaryIO, limits: ZipLimits) -> Iterator[zipfile.ZipFile]:
     """A :class:`zipfile.ZipFile` over ``source`` once its size and directory pass the limits;
@@ -154,9 +160,7 @@ def open_zip(source: str | Path | BinaryIO, limits: ZipLimits) -> Iterator[zipfi
     with contextlib.ExitStack() as stack:
         stream = stack.enter_context(open(source, "rb")) if isinstance(source, (str, Path)) else source
         stream.seek(0, io.SEEK_END)
-        size = stream.tell()
-        if size > limits.max_archive_bytes:
-            raise ArchiveError(f"The zip is {_mb(size)}; the limit is {_mb(limits.max_archive_bytes)}.")
+        check_size(stream.tell(), limits)
         check_directory(stream, limits)
         try:
             archive = stack.enter_context(zipfile.ZipFile(stream))

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from mlcore import archives, arrays
+from mlcore import archives, arrays, store
 from mlcore import config as cfg
 from mlcore.labels import (
     ANNOTATION_FILE,
@@ -163,14 +163,6 @@ def plan_layout(paths: list[str], where: str) -> Layout:
     return Layout(class_names, files, None, findings)
 
 
-def list_image_files(root: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
-    """Class names (sorted subfolders) and ``(path, class_index)`` for every image file."""
-    layout = folder_layout(Path(root))
-    if layout.annotation is not None:
-        raise DatasetUnavailable(f"{root} holds {ANNOTATION_FILE}: its labels come from the CSV, not from folders.")
-    return layout.class_names, [(Path(root) / path, index) for path, _, index in layout.files]
-
-
 def folder_layout(root: Path) -> Layout:
     if not root.is_dir():
         raise DatasetUnavailable(f"Folder not found: {root}")
@@ -275,19 +267,6 @@ def _cache_key(root: Path, files: list[tuple[Path, int]], image_size: int) -> st
     return digest.hexdigest()[:32]
 
 
-def _atomic_write(target: Path, write) -> None:
-    """Write through a temp file in the same folder, then rename: never a half-written file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
 def _read_cache(name: str, origin: str) -> ImageSet | None:
     """The cached set called ``name``, or ``None``; a damaged entry is removed, never trusted.
     Its images stay on disk (:class:`arrays.Images`): nothing is read until it is used."""
@@ -330,7 +309,7 @@ def _write_meta(name: str, image_set: ImageSet) -> None:
         "tags": None if image_set.tags is None else [np.flatnonzero(row).tolist() for row in image_set.tags],
         "findings": [(finding.what, finding.names) for finding in image_set.findings],
     }
-    _atomic_write(cfg.cache_dir() / f"{name}.json", lambda stream: stream.write(json.dumps(meta).encode()))
+    store.write_atomic(cfg.cache_dir() / f"{name}.json", json.dumps(meta).encode())
 
 
 def _annotated(layout: Layout, annotation: bytes | None) -> tuple[Layout, Annotations | None]:

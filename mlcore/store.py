@@ -9,6 +9,7 @@ types our own networks use, then loads with ``safe_mode=True``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import json
 import math
@@ -140,7 +141,7 @@ IMAGE_SIZE_RANGE = (16, 512)  # what DataConfig accepts
 # (module, class) pairs a config of ours holds; anything else is refused before Keras sees it.
 ALLOWED_CLASSES = frozenset(
     {("keras.layers", name) for name in ALLOWED_LAYERS}
-    | {("keras.src.models.functional", "Functional"), ("keras", "DTypePolicy"), (None, "__keras_tensor__")}
+    | {("keras", "DTypePolicy"), (None, "__keras_tensor__")}
     | {("keras.initializers", name) for name in ("GlorotUniform", "GlorotNormal", "HeNormal", "HeUniform", "Ones")}
     | {("keras.initializers", "Zeros")}
 )  # fmt: skip
@@ -172,6 +173,17 @@ def _numbers(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
+@functools.cache
+def _functional() -> tuple[str, str]:
+    """The (module, class) Keras writes for a functional model, asked of Keras itself: its
+    module is internal and moves between releases."""
+    import keras
+
+    inputs = keras.Input((1,))
+    model_class = type(keras.Model(inputs, inputs))
+    return model_class.__module__, model_class.__name__
+
+
 def _check_node(node: dict) -> None:
     """One dict of a model config: an allowed (module, class), no shared objects, bounded sizes."""
     # Keras hands back the first object recorded under a shared id, whatever a later entry says it
@@ -180,7 +192,8 @@ def _check_node(node: dict) -> None:
         raise BundleError("The bundle's model shares an object that our networks never share; it was refused.")
     if "class_name" in node:
         pair = (node.get("module"), node.get("class_name"))
-        if pair not in ALLOWED_CLASSES or node.get("registered_name") not in (None, node.get("class_name")):
+        allowed = pair in ALLOWED_CLASSES or pair == _functional()
+        if not allowed or node.get("registered_name") not in (None, node.get("class_name")):
             shown = f"{str(pair[1])[:60]!r} ({str(pair[0] or 'unknown module')[:60]})"
             raise BundleError(f"The bundle's model contains {shown}, which our networks never use; it was refused.")
     _check_weights(node)
@@ -266,9 +279,11 @@ def _json(data: bytes, what: str, *, constants: bool = True):
         raise BundleError(f"The bundle's {what} is not valid JSON ({type(error).__name__}).") from error
 
 
-def _read_zip(source, limits: archives.ZipLimits, names: set[str], what: str) -> dict[str, bytes]:
-    """The members called ``names`` of a zip, each read through a capped reader; any other
-    member, or one that cannot be read as ours are written, refuses the zip."""
+def _read_zip(
+    source, limits: archives.ZipLimits, names: set[str], what: str, *, required: set[str]
+) -> dict[str, bytes]:
+    """The members of a zip, each read through a capped reader: all of ``required``, some of
+    ``names``; any other member, or one that cannot be read as ours are written, refuses it."""
     try:
         with archives.open_zip(source, limits) as archive:
             listing = archives.list_members(archive, limits)
@@ -276,7 +291,7 @@ def _read_zip(source, limits: archives.ZipLimits, names: set[str], what: str) ->
                 reason, skipped = next(iter(listing.skipped.items()))
                 raise BundleError(f"The {what} has a member that cannot be read ({skipped[0][:80]}: {reason}).")
             found = {member.path for member in listing.members}
-            if not found <= names or (what == "bundle" and found != names):
+            if not required <= found <= names:
                 raise BundleError(f"A {what} holds exactly {', '.join(sorted(names))}; found {sorted(found)[:10]}.")
             reader = archives.Reader(archive, limits)
             return {member.path: reader.read(member) for member in listing.members}
@@ -289,9 +304,10 @@ def _read_zip(source, limits: archives.ZipLimits, names: set[str], what: str) ->
 def check_model_config(model_zip: bytes) -> dict:
     """Refuse a ``.keras`` archive unless it is a functional model of allowed Keras layers,
     read within limits, with every dict of its config checked before Keras sees it."""
-    members = _read_zip(io.BytesIO(model_zip), BUNDLE_LIMITS, MODEL_MEMBERS, "model inside the bundle")
-    if "config.json" not in members or "model.weights.h5" not in members:
-        raise BundleError("The model inside the bundle is not a valid .keras file (no config or weights).")
+    members = _read_zip(
+        io.BytesIO(model_zip), BUNDLE_LIMITS, MODEL_MEMBERS, "model inside the bundle",
+        required={"config.json", "model.weights.h5"},
+    )  # fmt: skip
     if len(members["config.json"]) > MAX_CONFIG_BYTES:
         raise BundleError(f"The model's config.json is {len(members['config.json']):,} bytes; ours are far smaller.")
     config = _json(members["config.json"], "model configuration", constants=False)
@@ -319,7 +335,8 @@ def _read_members(source: bytes | str | Path, *, model: bool = True) -> tuple[di
         raise BundleError("The bundle file is empty.")
     else:
         stream = io.BytesIO(bytes(source))
-    members = _read_zip(stream, BUNDLE_LIMITS, {MODEL_MEMBER, META_MEMBER}, "bundle")
+    names = {MODEL_MEMBER, META_MEMBER}
+    members = _read_zip(stream, BUNDLE_LIMITS, names, "bundle", required=names)
     return _json(members[META_MEMBER], META_MEMBER), (members[MODEL_MEMBER] if model else b"")
 
 

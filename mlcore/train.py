@@ -233,6 +233,17 @@ class _Reporter(keras.callbacks.Callback):
         self.report("epoch", self.epoch, self.batches, logs)
 
 
+def _progress(on_progress: ProgressFn | None, epochs: int, batch_count: int, started: float):
+    """``report(kind, epoch, batch, logs)``: a :class:`TrainProgress` for ``on_progress``, if any."""
+
+    def report(kind: str, epoch: int, batch: int, logs: dict[str, float]) -> None:
+        if on_progress is not None:
+            elapsed = time.perf_counter() - started
+            on_progress(TrainProgress(kind, epoch, epochs, batch, batch_count, logs, elapsed))
+
+    return report
+
+
 def fit(
     model: keras.Model,
     train: tuple[np.ndarray, np.ndarray],
@@ -259,13 +270,7 @@ def fit(
         return TrainResult(model, {}, True, 0, 0.0)
     batch_count = int(np.ceil(len(x_train) / config.batch_size))
 
-    def report(kind: str, epoch: int, batch: int, logs: dict[str, float]) -> None:
-        if on_progress is not None:
-            on_progress(
-                TrainProgress(kind, epoch, config.epochs, batch, batch_count, logs, time.perf_counter() - started)
-            )
-
-    reporter = _Reporter(report, batch_count, stop)
+    reporter = _Reporter(_progress(on_progress, config.epochs, batch_count, started), batch_count, stop)
     validation_data = None
     if validation is not None and len(validation[0]) > 0:
         validation_data = batches(validation[0], validation[1], config.batch_size)
@@ -303,14 +308,18 @@ def train_model(
     keras.utils.set_random_seed(config.seed)
     x_train = train[0]
     policy = runtime.training_policy(bfloat16)
-    with contextlib.nullcontext() if strategy is None else strategy.scope():
-        model = build_model(
+
+    def network() -> keras.Model:
+        return build_model(
             tuple(x_train.shape[1:]),
             len(label_names),
             architecture=config.architecture,
             augmentation=config.augmentation,
             dtype_policy=policy,
         )
+
+    with contextlib.nullcontext() if strategy is None else strategy.scope():
+        model = network()
         # The notebook's network keeps the notebook's optimizer; the compact one is
         # trained as a small from-scratch CNN should be, on a schedule over the whole run.
         total_steps = None
@@ -320,10 +329,7 @@ def train_model(
     if runtime.is_multi_worker(strategy):
         result = fit_multi_worker(model, train, validation, config, strategy, on_progress=on_progress, stop=stop)
         # Evaluation, prediction and saving run on one device: a plain copy of the trained weights.
-        single = build_model(
-            tuple(x_train.shape[1:]), len(label_names), architecture=config.architecture,
-            augmentation=config.augmentation, dtype_policy=policy,
-        )  # fmt: skip
+        single = network()
         single.set_weights(model.get_weights())
         result.model = compile_model(single, label_names, config.learning_rate)
     else:
@@ -378,10 +384,7 @@ def fit_multi_worker(
     def test_step(x, y):
         return strategy.reduce("SUM", strategy.run(lambda x, y: replica_loss(x, y, False), args=(x, y)), axis=None)
 
-    def report(kind: str, epoch: int, batch: int, logs: dict[str, float]) -> None:
-        if on_progress is not None:
-            elapsed = time.perf_counter() - started
-            on_progress(TrainProgress(kind, epoch, config.epochs, batch, batch_count, logs, elapsed))
+    report = _progress(on_progress, config.epochs, batch_count, started)
 
     def mean_loss(dataset, step) -> float:
         losses = [float(step(x, y)) for x, y in strategy.experimental_distribute_dataset(dataset)]

@@ -316,12 +316,17 @@ def _curve(kind: str, curves: metrics.Curves, label: str, point: tuple[float, fl
     return plots.curve_figure(kind, x, y, area, label, point=point, threshold=0.5)
 
 
+def _pictures_private(run: runs.Run) -> bool:
+    """Another person's uploaded pictures stay theirs: a share link shows numbers, not images."""
+    return run.source == "shared" and run.data_config is not None and run.data_config.source == "zip"
+
+
 def _gallery_images(run: runs.Run, split: str):
     """The scored split's images and targets, from the same cached data the run was scored on."""
     if run.data_config is None:
         return None
-    if run.source == "shared" and run.data_config.source == "zip":
-        return None  # another person's uploaded pictures stay theirs: a share link shows numbers, not images
+    if _pictures_private(run):
+        return None
     try:
         splits = loaders.load_splits(run.data_config)
     except (datasets.DatasetUnavailable, ValueError, OSError):
@@ -336,10 +341,9 @@ def error_gallery(run: runs.Run, split: str, thresholds: dict[str, float]) -> No
     scores, labels = run.evaluation.split(split), run.label_names
     part = _gallery_images(run, split)
     if part is None:
-        private = run.source == "shared" and run.data_config is not None and run.data_config.source == "zip"
         st.info(
             "This run was trained on pictures its owner uploaded; they stay private, so the gallery is not shown."
-            if private
+            if _pictures_private(run)
             else "The images this run was scored on are not loaded here, so the gallery cannot show them."
         )
         return
