@@ -218,6 +218,8 @@ def _check_extents(members: list[Member], directory_start: int, stream: BinaryIO
     if not members:
         return
     ordered = sorted(members, key=lambda member: member.info.header_offset)
+    if ordered[0].info.header_offset < 0:  # the end record moved the directory: zipfile shifted every entry
+        raise ArchiveError("The zip's table of contents points outside the file: the zip is damaged.")
     ends = [member.info.header_offset for member in ordered[1:]] + [directory_start]
     for member, end in zip(ordered, ends, strict=True):
         # The data starts after the local header's own name and extra field, whose lengths

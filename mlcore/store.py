@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+import struct
 import tempfile
 import zipfile
 from pathlib import Path
@@ -295,9 +296,11 @@ def _read_zip(
                 raise BundleError(f"A {what} holds exactly {', '.join(sorted(names))}; found {sorted(found)[:10]}.")
             reader = archives.Reader(archive, limits)
             return {member.path: reader.read(member) for member in listing.members}
+    except BundleError:
+        raise
     except archives.ArchiveError as error:
         raise BundleError(f"The {what} was refused: {error}") from error
-    except (zipfile.BadZipFile, OSError, EOFError) as error:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, struct.error) as error:  # zipfile's own, on bad bytes
         raise BundleError(f"The {what} is damaged and cannot be read ({str(error)[:200]}).") from error
 
 
