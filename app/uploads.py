@@ -20,11 +20,12 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from app import runs
-from mlcore import predict
+from mlcore import memory, predict
 
 THUMBNAIL_PIXELS = 256
 THUMBNAIL_QUALITY = 85
 SCORE_BATCH = 32  # images decoded, resized and predicted together
+MAX_FILES = 500  # files scored from one upload: the rest wait for a second batch (a shared server)
 MAX_CACHED = 48  # results kept beyond the current upload's, for files put back later
 NONE_LABEL = "none of the labels"
 
@@ -76,7 +77,7 @@ def explanation_jpeg(run: runs.Run, data: bytes, label_index: int) -> bytes:
     """
     from mlcore import explain  # deferred: importing TensorFlow costs seconds
 
-    image = predict.load_image(data)
+    image = predict.load_image(data, draft=max(run.image_size, THUMBNAIL_PIXELS))
     heat = explain.gradcam(run.model, predict.to_model_input(image, run.image_size), label_index)
     small = image.copy()
     small.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
@@ -84,10 +85,11 @@ def explanation_jpeg(run: runs.Run, data: bytes, label_index: int) -> bytes:
 
 
 def _prepare(name: str, data: bytes, image_size: int) -> tuple[Scored, np.ndarray | None]:
-    """Decode one file into the model's input and a thumbnail; the full picture is dropped here."""
+    """Decode one file into the model's input and a thumbnail, at no more than about twice the
+    size either needs (a JPEG at 1/8 scale, others reduced before any conversion)."""
     try:
-        image = predict.load_image(data)
-        return Scored(name, thumbnail_jpeg(image), image.size), predict.to_model_input(image, image_size)
+        image, size = predict.open_image(data, draft=max(image_size, THUMBNAIL_PIXELS))
+        return Scored(name, thumbnail_jpeg(image), size), predict.to_model_input(image, image_size)
     except predict.ImageError as error:
         return Scored(name, error=str(error)), None
     except Exception as error:  # a picture that decoded but cannot be resized or re-encoded: refuse it alone
@@ -110,14 +112,21 @@ def _trim(cache: dict, keep: set) -> None:
 
 
 def score(
-    run: runs.Run, files: list[Source], cache: dict, *, on_progress: Callable[[int, int], None] | None = None
+    run: runs.Run,
+    files: list[Source],
+    cache: dict,
+    *,
+    on_progress: Callable[[int, int], None] | None = None,
+    admit: Callable[[str, int], None] | None = None,
 ) -> list[Scored]:
     """Score ``(name, bytes or file)`` uploads with ``run``'s model, each file once.
 
     ``cache`` maps ``(run id, content digest)`` to results and is updated in place;
     results of other models are dropped from it. Files are read, decoded and
     predicted ``SCORE_BATCH`` at a time; ``on_progress(done, total)`` follows the
-    files that had to be scored. Returns one result per file, in upload order.
+    files that had to be scored. When there are files to score, ``admit(what, bytes)`` is
+    asked first and may refuse by raising (a :class:`mlcore.memory.MemoryGuard`'s ``check``).
+    Returns one result per file, in upload order.
     """
     for stale in [key for key in cache if key[0] != run.id]:
         del cache[stale]
@@ -128,6 +137,9 @@ def score(
         if key not in cache and key not in queued:
             queued.add(key)
             missing.append((key, name))
+    if missing and admit is not None:
+        needed = predict.DECODE_BUDGET + memory.scoring_bytes(run.model, min(len(missing), SCORE_BATCH))
+        admit(f"Scoring {len(missing):,} image(s)", needed)
     batch: list[tuple[tuple, Scored, np.ndarray]] = []
     sources = {key: source for key, (_, source) in zip(keys, files, strict=True)}
     for done, (key, name) in enumerate(missing, 1):

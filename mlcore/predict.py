@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import struct
 import warnings
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+import simplejpeg
 from PIL import Image, TiffImagePlugin, UnidentifiedImageError
 
 # Formats a user may reasonably upload; Pillow tries no other decoder.
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+JPEG_FORMATS = ("JPEG", "MPO")  # Pillow opens a JPEG with a multi-picture index as "MPO"
 MAX_PIXELS = 40_000_000  # about 7,300 x 5,500; larger is refused as a decompression bomb
 MAX_BYTES = 25 * 1024 * 1024
 # Start-of-scan markers: a progressive photo has about 10. libjpeg walks the whole image
@@ -26,6 +29,31 @@ MAX_JPEG_SCANS = 100
 PREDICT_CHUNK = 512  # images read and scored at once from a view on disk (24 MB at 128 px)
 DENSE_PIXELS, MAX_PIXELS_PER_BYTE = 4_000_000, 1000  # past 4 MP, at most 1,000 pixels per byte of file
 MAX_ASPECT_RATIO = 50  # a 1 x 40,000,000 PNG of 110 KB took 2.3 GB to decode
+# Memory one picture may take while it is decoded and converted, whatever its format: three
+# visitors decoding at once must fit in a shared server (a Community Cloud app has about 2.7 GB).
+DECODE_BUDGET = 300 * 2**20
+# Bytes per pixel of Pillow's decoded picture (modes not named: 4) and, on top of it, of the
+# conversion to RGB (the copies :func:`_to_rgb` makes, with the upright copy before it).
+_STORED = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2}
+_CONVERTED = {"RGBA": 20, "LA": 20, "PA": 20, "P": 17, "I;16": 14, "I;16L": 14, "I;16B": 14, "I": 18, "F": 18}
+_ALPHA_MODES = ("RGBA", "LA")
+# What a decoder holds on top of the picture, per pixel: libwebp's two RGBA canvases.
+_DECODER = {"WEBP": 12}
+MAX_EXIF_BYTES = 65_535  # a JPEG's EXIF segment cannot be longer; a longer block in a PNG or WebP is ignored
+MAX_TIFF_TAG_BYTES = 1 << 20  # a tag's values; Pillow unpacks each into Python objects (24 MB took 20 s)
+_TIFF_LISTS = {273, 279, 324, 325}  # strip and tile offsets and byte counts: one value per strip or tile
+_TIFF_TYPE_BYTES = (
+    dict.fromkeys((1, 2, 6, 7), 1)
+    | {3: 2, 8: 2}
+    | dict.fromkeys((4, 9, 11, 13), 4)
+    | dict.fromkeys((5, 10, 12, 16, 17, 18), 8)
+)
+MAX_TIFF_IFDS = 64
+# Pillow decodes run-length BMPs in Python: 41 KB of runs at 40 MP took 10 s of CPU.
+MAX_RLE_BMP_PIXELS, MAX_RLE_BMP_BYTES = 4_000_000, 1 << 20
+# libjpeg's warnings that leave the picture whole; any other one (a truncated or corrupt scan,
+# whose missing part libjpeg fills with grey) refuses the file.
+_HARMLESS_JPEG_WARNINGS = ("extraneous bytes",)
 ORIENTATION_TAG = 0x0112
 _UPRIGHT = {  # EXIF orientation -> the transpose that shows the picture upright
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -58,24 +86,78 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         high = float(array.max()) if array.size else 0.0
         scale = np.float32(255.0 / (65535.0 if high > 255 else max(high, 1.0)))
         scaled = np.multiply(array, scale, dtype=np.float32)  # float32: a 40 MP picture in 160 MB, not 320
-        return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8)).convert("RGB")
+        return Image.fromarray(np.clip(scaled, 0, 255, out=scaled).astype(np.uint8)).convert("RGB")
     has_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
     if has_alpha:
         return _flatten_transparency(image)
     return image.convert("RGB")
 
 
-def _reduce(image: Image.Image, size: int) -> Image.Image:
-    """Shrink a picture far larger than ``size`` by a whole factor before any conversion, so
-    the conversions that follow (16-bit scaling, transparency) work on fewer pixels."""
-    factor = min(image.size) // (2 * size)
+def _reduce(image: Image.Image, factor: int) -> Image.Image:
+    """Shrink a picture by a whole factor before any conversion, so the conversions that
+    follow (16-bit scaling, transparency) work on fewer pixels."""
     if factor < 2:
         return image
     if image.mode.startswith("I;16"):  # Pillow's reduce has no 16-bit mode: take every factor-th pixel
         return Image.fromarray(np.ascontiguousarray(np.asarray(image)[::factor, ::factor]))
-    if image.mode in ("1", "P"):  # no reduce for these modes: nearest keeps the palette and its transparency
-        return image.resize((image.width // factor, image.height // factor), Image.Resampling.NEAREST)
-    return image.reduce(factor)
+    if image.mode in _ALPHA_MODES:  # one band at a time: reduce would premultiply a full-size copy first
+        return Image.merge(image.mode, [image.getchannel(band).reduce(factor) for band in image.getbands()])
+    if image.mode in ("RGB", "L", "I", "F", "CMYK", "YCbCr"):
+        return image.reduce(factor)
+    # no reduce for the others ("1", "P", "PA", ...): nearest keeps a palette and its transparency
+    return image.resize((image.width // factor, image.height // factor), Image.Resampling.NEAREST)
+
+
+def _decoder_bytes(image: Image.Image, full_size: tuple[int, int]) -> int:
+    """What the decoder holds beside the picture: a progressive JPEG's coefficients (2 bytes per
+    sample of every component, at full size whatever the draft), libtiff's raw strip or tile
+    (16-bit samples included), libwebp's canvases."""
+    width, height = full_size
+    if image.format in JPEG_FORMATS and image.info.get("progressive"):
+        h_max = max(h for _, h, _, _ in image.layer)
+        v_max = max(v for _, _, v, _ in image.layer)
+        blocks = sum(-(-width * h // (8 * h_max)) * -(-height * v // (8 * v_max)) for _, h, v, _ in image.layer)
+        return blocks * 128
+    if image.format == "TIFF":
+        tags = image.tag_v2
+        bits = tags.get(258, (8,))
+        sample_bits = sum(bits) if isinstance(bits, tuple) else int(bits) * int(tags.get(277, 1))
+        if 322 in tags and 323 in tags:
+            area = int(tags[322]) * int(tags[323])
+        else:
+            area = width * min(height, int(tags.get(278, height)))
+        # YCbCr goes through libtiff's RGBA reader: a whole RGBA raster besides the picture
+        return area * sample_bits // 8 + (width * height * 4 if tags.get(262) == 6 else 0)
+    return width * height * _DECODER.get(image.format, 0)
+
+
+def _decoding_bytes(image: Image.Image, factor: int, decoder: int) -> int:
+    """Peak bytes to decode ``image`` and convert it to RGB after reducing it by ``factor``. The
+    decoder's buffers go once the picture is decoded, and the picture once it is reduced."""
+    width, height = image.size
+    picture = width * height * _STORED.get(image.mode, 4)
+    converted = (width // factor) * (height // factor) * _CONVERTED.get(image.mode, 8)
+    if factor < 2:
+        return picture + decoder + converted
+    # Reducing holds a second copy of one band (of the whole 16-bit picture, read as an array).
+    reducing = picture if image.mode.startswith("I;16") else picture // 4 if image.mode in _ALPHA_MODES else 0
+    return max(picture + max(decoder, reducing), converted)
+
+
+def _reduction(image: Image.Image, size: int | None, decoder: int, original: tuple[int, int]) -> int:
+    """The whole factor to shrink a picture by for a result of ``size`` pixels: down to no less than
+    twice ``size`` on its shorter side, or to ``size`` itself where only that fits ``DECODE_BUDGET``
+    (the per-format pixel cap). Raises :class:`ImageError` when nothing fits."""
+    shorter = min(image.size)
+    for factor in dict.fromkeys((shorter // (2 * size), shorter // size) if size else (1,)):
+        needed = _decoding_bytes(image, max(1, factor), decoder)
+        if needed <= DECODE_BUDGET:
+            return max(1, factor)
+    raise ImageError(
+        f"The image is {original[0]}x{original[1]} pixels in {image.mode} mode: decoding it would take about "
+        f"{needed // 2**20:,} MB, over the {DECODE_BUDGET // 2**20} MB allowed per image. "
+        "Save it smaller or as an 8-bit RGB JPEG or PNG."
+    )
 
 
 def _upright(image: Image.Image) -> Image.Image:
@@ -84,6 +166,9 @@ def _upright(image: Image.Image) -> Image.Image:
     ``ImageOps.exif_transpose`` also rewrites the whole EXIF block, which raises on
     malformed tags and took 9 s and 1 GB for an 8x8 picture with a huge EXIF array.
     """
+    exif = image.info.get("exif")
+    if isinstance(exif, (bytes, bytearray)) and len(exif) > MAX_EXIF_BYTES:
+        return image  # Pillow would unpack every value of every tag in it (24 MB of them took 12 s)
     try:
         orientation = image.getexif().get(ORIENTATION_TAG)
     except Exception:  # an unreadable EXIF block: show the picture as stored
@@ -105,6 +190,66 @@ def _check_bytes(data: bytes) -> None:
         )
 
 
+def _check_tiff_tags(data: bytes) -> None:
+    """Refuse a TIFF with a tag far longer than a picture needs, before Pillow reads it: Pillow
+    unpacks every value (three million resolutions took 11 s and 485 MB inside ``Image.open``)."""
+    order = {b"II": "<", b"MM": ">"}.get(data[:2])
+    if order is None or len(data) < 16:
+        return
+    big = struct.unpack_from(order + "H", data, 2)[0] == 43
+    entry, count_format, offset = (
+        (20, "Q", struct.unpack_from(order + "Q", data, 8)[0])
+        if big
+        else (12, "I", struct.unpack_from(order + "I", data, 4)[0])
+    )
+    head, link = ("Q", 8) if big else ("H", 2)
+    for _ in range(MAX_TIFF_IFDS):
+        if not 0 < offset <= len(data) - link:
+            return  # no further directory, or a broken one Pillow will refuse
+        (entries,) = struct.unpack_from(order + head, data, offset)
+        start = offset + link
+        for index in range(min(entries, (len(data) - start) // entry)):
+            tag, kind = struct.unpack_from(order + "HH", data, start + index * entry)
+            (count,) = struct.unpack_from(order + count_format, data, start + index * entry + 4)
+            size = count * _TIFF_TYPE_BYTES.get(kind, 1)
+            if tag not in _TIFF_LISTS and size > MAX_TIFF_TAG_BYTES:
+                raise ImageError(
+                    f"The TIFF's tag {tag} holds {size:,} bytes of values; a picture needs far fewer. Refused unread."
+                )
+        next_at = start + entries * entry
+        if next_at + (8 if big else 4) > len(data):
+            return
+        offset = struct.unpack_from(order + ("Q" if big else "I"), data, next_at)[0]
+
+
+def _check_bmp(image: Image.Image, size: int) -> None:
+    """Run-length BMPs decode in Python: refuse big ones rather than spend seconds of CPU."""
+    if image.format == "BMP" and image.info.get("compression") in (1, 2):
+        pixels = image.size[0] * image.size[1]
+        if pixels > MAX_RLE_BMP_PIXELS or size > MAX_RLE_BMP_BYTES:
+            raise ImageError(
+                f"Run-length compressed BMPs are accepted up to {MAX_RLE_BMP_PIXELS // 1_000_000} megapixels and "
+                f"{MAX_RLE_BMP_BYTES // 2**20} MB (this one: {image.size[0]}x{image.size[1]}, {size:,} bytes). "
+                "Save it as PNG or JPEG."
+            )
+
+
+def _check_jpeg(data: bytes) -> None:
+    """Refuse a damaged JPEG. libjpeg fills a truncated or corrupt scan with grey and only
+    warns, and Pillow drops the warning; libjpeg-turbo, strict, says it. The check decodes at
+    1/8 scale: under a millisecond for a photo, a few MB for 40 MP."""
+    try:
+        colorspace = simplejpeg.decode_jpeg_header(data, strict=True)[2]
+        simplejpeg.decode_jpeg(
+            data, colorspace="CMYK" if colorspace in ("CMYK", "YCCK") else "GRAY", min_factor=8, strict=True
+        )
+    except ValueError as error:
+        message = str(error)
+        if message.startswith("tj") or any(word in message for word in _HARMLESS_JPEG_WARNINGS):
+            return  # a layout turbojpeg does not take (e.g. odd subsampling), or a harmless warning: Pillow decides
+        raise ImageError(f"The JPEG is damaged or truncated and cannot be used ({message}).") from error
+
+
 def _check_size(width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise ImageError(f"The image is {width}x{height} pixels; the limit is {max_pixels:,} pixels.")
@@ -120,7 +265,7 @@ def _check_density(image: Image.Image, size: int) -> None:
     picture (a 1.6 KB lossless WebP of one colour declared 40 MP and took 600 MB to decode).
     JPEGs decode at reduced scale, so their size costs little."""
     pixels = image.size[0] * image.size[1]
-    if image.format != "JPEG" and pixels > max(DENSE_PIXELS, MAX_PIXELS_PER_BYTE * size):
+    if image.format not in JPEG_FORMATS and pixels > max(DENSE_PIXELS, MAX_PIXELS_PER_BYTE * size):
         raise ImageError(
             f"The image declares {image.size[0]}x{image.size[1]} pixels in only {size:,} bytes: refused "
             "unread as a decompression bomb."
@@ -138,6 +283,13 @@ def load_image(
     or unsupported files, and for anything else the decoders fail on: the bytes come
     from anyone.
     """
+    return open_image(source, max_pixels=max_pixels, draft=draft)[0]
+
+
+def open_image(
+    source: bytes | str | Path | BinaryIO, *, max_pixels: int = MAX_PIXELS, draft: int | None = None
+) -> tuple[Image.Image, tuple[int, int]]:
+    """:func:`load_image`, with the picture's own width and height (before any ``draft``)."""
     if isinstance(source, (str, Path)):
         data = Path(source).read_bytes()
     elif isinstance(source, (bytes, bytearray, memoryview)):
@@ -148,16 +300,22 @@ def load_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            _check_tiff_tags(data)
             image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-            _check_size(*image.size, max_pixels)
+            original = image.size
+            _check_size(*original, max_pixels)
             _check_density(image, len(data))
+            _check_bmp(image, len(data))
             image.seek(0)
-            if draft and image.format == "JPEG":
+            decoder = _decoder_bytes(image, original)
+            if draft and image.format in JPEG_FORMATS:
                 image.draft("RGB", (draft, draft))
+            factor = _reduction(image, draft, decoder, original)  # before any decoding, the strict check's included
+            if image.format in JPEG_FORMATS:
+                _check_jpeg(data)
             image.load()
-            if draft:
-                image = _reduce(image, draft)
-            return _to_rgb(_upright(image))
+            image = _reduce(image, factor)
+            return _to_rgb(_upright(image)), original
     except ImageError:
         raise
     except UnidentifiedImageError as error:

@@ -37,7 +37,9 @@ def photos():
 
 
 def expected(run, data: bytes) -> np.ndarray:
-    return predict.predict_proba(run.model, predict.to_model_input(predict.load_image(data), SIZE)[None])[0]
+    """One picture scored alone, decoded as the page decodes it (at the thumbnail's size or more)."""
+    image = predict.load_image(data, draft=uploads.THUMBNAIL_PIXELS)
+    return predict.predict_proba(run.model, predict.to_model_input(image, SIZE)[None])[0]
 
 
 def test_more_files_than_the_cache_keeps_are_all_scored_in_batches(run, photos, monkeypatch):
@@ -131,7 +133,7 @@ def test_a_card_explanation_is_the_heatmap_over_the_whole_picture(run, photos):
     from mlcore import explain
 
     data = photos[0][1]
-    image = predict.load_image(data)
+    image = predict.load_image(data, draft=uploads.THUMBNAIL_PIXELS)  # as the page decodes it
     small = image.copy()
     small.thumbnail((uploads.THUMBNAIL_PIXELS,) * 2)
     plain = np.asarray(Image.open(io.BytesIO(uploads.thumbnail_jpeg(small))), dtype=int)
