@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from app import compat, runs, settings
+from mlcore import memory
 from mlcore.config import DataConfig, TrainConfig
 from mlcore.datasets import Splits
 
@@ -58,6 +59,7 @@ class JobLimiter:
 
 
 LIMITER = JobLimiter(settings.max_jobs())
+GUARD = memory.MemoryGuard(settings.memory_budget() or 2**62)  # server-wide, like the limiter
 _workers = 0  # training threads alive in this process
 _workers_lock = threading.Lock()
 _prepared = False
@@ -145,10 +147,12 @@ class TrainingJob:
         train_config: TrainConfig,
         *,
         limiter: JobLimiter | None = None,
+        guard: memory.MemoryGuard | None = None,
         keep: Keeper | None = None,
     ):
         self.splits, self.data_config, self.train_config = splits, data_config, train_config
         self._limiter = limiter if limiter is not None else LIMITER
+        self._guard = guard if guard is not None else GUARD
         self._keep = keep
         self.keep_message: str | None = None  # why the run could not be stored, if it could not
         self._lock = threading.Lock()
@@ -165,8 +169,20 @@ class TrainingJob:
                 f"The server is already training {self._limiter.capacity} model(s), its limit. "
                 "Try again in a few minutes."
             )
+        try:
+            self._guard.reserve(self, *self.memory_needed())
+        except BaseException:
+            self._limiter.release()
+            raise
         self._thread.start()
         return self
+
+    def memory_needed(self) -> tuple[str, int]:
+        """What this job is, in words, and the bytes it is estimated to add while it runs."""
+        config, size = self.train_config, self.splits.train.images.shape[1]
+        needed = memory.training_bytes(config.architecture, size, len(self.splits.label_names), config.batch_size)
+        what = f"Training the {config.architecture} network on {size} px images in batches of {config.batch_size}"
+        return what, needed
 
     def request_stop(self) -> None:
         """Ask the worker to stop at the next batch; the partial model is kept."""
@@ -224,6 +240,7 @@ class TrainingJob:
             logger.exception("training job failed")
             self._update(phase="failed", error=f"Training failed: {error}")
         finally:
+            self._guard.release(self)
             self._limiter.release()
 
     def _train_and_score(self, started: float) -> None:

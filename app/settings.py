@@ -43,6 +43,22 @@ def max_jobs() -> int:
         return DEFAULT_MAX_JOBS
 
 
+MEMORY_BUDGET_ENV = "MLCORE_MEMORY_BUDGET_MB"
+DEFAULT_MEMORY_BUDGET_MB = 2500  # a Community Cloud app is stopped at about 2.7 GB
+
+
+def memory_budget() -> int | None:
+    """Bytes this server process may hold before it refuses new jobs (training, scoring uploads);
+    ``None`` when the deployment turned the guard off (``off``, ``false``, ``no`` or ``0``)."""
+    value = _setting(MEMORY_BUDGET_ENV, "memory_budget_mb", DEFAULT_MEMORY_BUDGET_MB)
+    if str(value).strip().lower() in FALSE_WORDS:
+        return None
+    try:
+        return max(1, int(value)) * 2**20
+    except (TypeError, ValueError):
+        return DEFAULT_MEMORY_BUDGET_MB * 2**20
+
+
 RUN_STORE_ENV = "MLCORE_RUN_STORE"
 RUN_STORE_MAX_RUNS_ENV = "MLCORE_RUN_STORE_MAX_RUNS"
 RUN_STORE_MAX_MB_ENV = "MLCORE_RUN_STORE_MAX_MB"

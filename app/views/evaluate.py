@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import loaders, runs, state, workspace
+from app import jobs, loaders, runs, state, workspace
 from app.widgets import EXCLUSIVE_NOTE, LABELS_PER_ROW, NUMBER, describe_data, label_columns, plain, read_only_notice
-from mlcore import datasets, metrics, plots
+from mlcore import datasets, memory, metrics, plots, predict
 from mlcore.config import RANDOM_LABEL
 
 SPLIT_LABELS = {
@@ -456,9 +456,11 @@ def score_loaded_run(run: runs.Run) -> None:
         icon=":material/calculate:",
     ) and workspace.ensure_model(run):
         try:
+            needed = memory.scoring_bytes(run.model, predict.PREDICT_CHUNK)
+            jobs.GUARD.check("Scoring the validation and test splits", needed)
             with st.spinner("Predicting the validation and test splits once…"):
                 scored = runs.with_evaluation(run, loaders.load_splits(config), config)
-        except (datasets.DatasetUnavailable, ValueError, OSError) as error:
+        except (datasets.DatasetUnavailable, ValueError, OSError, memory.MemoryBudgetExceeded) as error:
             st.error(str(error))
         else:
             state.replace_run(run, scored)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import runs, settings, state, uploads, workspace
+from app import jobs, runs, settings, state, uploads, workspace
 from app.widgets import EXCLUSIVE_NOTE, plain
-from mlcore import plots, predict, store
+from mlcore import memory, plots, predict, store
 
 BADGE_COLORS = {"dog": "orange", "cat": "blue", "indoor": "green"}
 CARDS_PER_ROW = 4
@@ -59,13 +59,21 @@ def bundle_uploader(*, expanded: bool) -> None:
 def image_inputs() -> list[uploads.Source]:
     """Uploaded files and an optional camera picture, as ``(name, file)``; read only when scored."""
     files = st.file_uploader(
-        "Images (JPEG, PNG, WebP, BMP, GIF, TIFF): as many as you like",
+        f"Images (JPEG, PNG, WebP, BMP, GIF, TIFF): up to {uploads.MAX_FILES} at a time",
         type=list(IMAGE_TYPES),
         accept_multiple_files=True,
         key=state.widget_key("predict", "images"),
         max_upload_size=predict.MAX_BYTES // 2**20,
     )
     sources: list[uploads.Source] = [(file.name, file) for file in files or []]
+    if len(sources) > uploads.MAX_FILES:
+        st.warning(
+            f"Only the first {uploads.MAX_FILES} of the {len(sources):,} files are scored: one batch is at most "
+            f"{uploads.MAX_FILES} files, so the server stays quick for everyone. Remove these from the "
+            "uploader and add the rest as a second batch.",
+            icon=":material/filter_list:",
+        )
+        sources = sources[: uploads.MAX_FILES]
     if st.toggle("Take a picture with the camera", key=state.widget_key("predict", "camera_on")):
         photo = st.camera_input("Camera", key=state.widget_key("predict", "camera"))
         if photo is not None:
@@ -81,9 +89,12 @@ def scored_uploads(run: runs.Run, sources: list[uploads.Source]) -> list[uploads
         bar.progress(done / total, text=f"Scoring {total:,} new image(s): {done:,} done")
 
     try:
-        return uploads.score(run, sources, state.prediction_cache(), on_progress=progress)
+        return uploads.score(run, sources, state.prediction_cache(), on_progress=progress, admit=jobs.GUARD.check)
     except ValueError as error:  # the model itself refused the batch: say so, keep the page
         st.error(f"The model could not score these images: {error}")
+        return []
+    except memory.MemoryBudgetExceeded as error:
+        st.error(str(error))
         return []
     finally:
         bar.empty()

@@ -119,6 +119,41 @@ def test_three_hundred_photos_in_one_upload_give_a_row_each_and_a_paged_grid(tra
     at.file_uploader(key=ui.key(at, "predict", "images")).set_value(None).run()
 
 
+def test_an_upload_over_the_file_limit_scores_the_first_files_and_says_so(trained_app, ui, monkeypatch):
+    from app import uploads
+
+    monkeypatch.setattr(uploads, "MAX_FILES", 20)  # the page's rule, at a size a test can upload quickly
+    files = [(f"p{i:02d}.png", png_bytes((40 + i, 30)), "image/png") for i in range(23)]
+    at = ui.open_page(trained_app, "predict")
+    at.file_uploader(key=ui.key(at, "predict", "images")).set_value(files).run()
+
+    assert not at.exception
+    assert list(predictions(at)["file"]) == [name for name, *_ in files[:20]]
+    assert any("first 20 of the 23 files" in warning.value for warning in at.warning)
+    at.file_uploader(key=ui.key(at, "predict", "images")).set_value(files[:20]).run()
+    assert not any("first 20" in warning.value for warning in at.warning)
+    at.file_uploader(key=ui.key(at, "predict", "images")).set_value(None).run()
+
+
+def test_scoring_that_would_not_fit_in_the_memory_budget_is_refused_and_the_files_wait(trained_app, ui, monkeypatch):
+    from app import jobs
+    from mlcore import memory
+
+    monkeypatch.setattr(jobs, "GUARD", memory.MemoryGuard(budget=memory.process_rss() + 10 * memory.MB))
+    at = ui.open_page(trained_app, "predict")
+    files = [("grey.png", png_bytes(), "image/png"), ("wide.png", png_bytes((80, 20)), "image/png")]
+    at.file_uploader(key=ui.key(at, "predict", "images")).set_value(files).run()
+    assert not at.exception
+    assert any("Scoring 2 image(s) would need about" in error.value for error in at.error)
+    assert not at.dataframe, "nothing scored"
+
+    monkeypatch.setattr(jobs, "GUARD", memory.MemoryGuard(budget=2**62))
+    at.run()
+    assert not at.error
+    assert list(predictions(at)["file"]) == ["grey.png", "wide.png"], "the same uploads, scored once there is room"
+    at.file_uploader(key=ui.key(at, "predict", "images")).set_value(None).run()
+
+
 def test_a_card_shows_the_grad_cam_overlay_of_the_chosen_label(trained_app, ui):
     photo = ui.real_jpeg()
     at = ui.open_page(trained_app, "predict")

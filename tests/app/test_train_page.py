@@ -113,6 +113,30 @@ def test_the_server_wide_limit_gives_a_clear_message(ui, monkeypatch):
     assert state.job(at.session_state) is None
 
 
+def test_a_training_that_would_not_fit_in_the_memory_budget_is_refused_with_the_numbers(ui, monkeypatch):
+    from mlcore import memory
+
+    budget = memory.process_rss() + 50 * memory.MB  # less than any training needs
+    monkeypatch.setattr(jobs, "GUARD", memory.MemoryGuard(budget=budget))
+    at = ui.new_app()
+    ui.apply_data_settings(at)
+    ui.start_training(at, batch_size=32)
+
+    assert not at.exception
+    needed = memory.training_bytes("seed", 64, 3, 32) // memory.MB
+    assert any(
+        f"Training the seed network on 64 px images in batches of 32 would need about {needed:,} MB" in error.value
+        and f"of its {budget // memory.MB:,} MB budget" in error.value
+        for error in at.error
+    ), [error.value for error in at.error]
+    assert state.job(at.session_state) is None
+    assert jobs.LIMITER.active == 0, "the refused job gives its training slot back"
+    monkeypatch.setattr(jobs, "GUARD", memory.MemoryGuard(budget=2**62))
+    ui.start_training(at, epochs=1, batch_size=32)
+    ui.wait_for_training(at)
+    assert state.trained_run(at.session_state) is not None, "with room again, the same settings train"
+
+
 def test_a_failing_job_is_reported_not_raised(ui, monkeypatch):
     def explode(*args, **kwargs):
         raise MemoryError("out of memory while building the network")
