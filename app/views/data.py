@@ -7,9 +7,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import choices, loaders, state
+from app import choices, jobs, loaders, state
 from app.widgets import REAL_TRAIN_IMAGES, plain, seed_input
-from mlcore import archives, datasets, plots, predict
+from mlcore import archives, datasets, memory, plots, predict
 from mlcore.config import RANDOM_LABEL
 from mlcore.labels import ANNOTATION_FILE
 
@@ -112,6 +112,8 @@ def data_settings() -> None:
         )
     except ValueError as error:  # archives.ArchiveError included
         st.error(f"These settings cannot be used: {plain(str(error))}")
+    except memory.MemoryBudgetExceeded as error:
+        st.error(str(error))
     except OSError as error:  # the server's disk: full, or not writable
         st.error(f"The zip could not be kept on the server ({type(error).__name__}); try again later.")
     else:
@@ -135,6 +137,9 @@ def _archive_path(source: str, upload, config) -> str | None:
             state.post_notice("warning", "A zip is chosen but not used: pick 'Your images (upload a zip)' to use it.")
         return None
     if upload is not None:
+        # Its images are decoded one at a time, each member read whole first.
+        needed = predict.DECODE_BUDGET + archives.ZipLimits().max_file_bytes
+        jobs.GUARD.check(f"Reading the images of {upload.name}", needed)
         return str(state.session_uploads().keep(upload.name, upload.getvalue()))
     return config.archive if config.source == "zip" else None
 

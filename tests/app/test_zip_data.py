@@ -157,6 +157,21 @@ def test_a_file_that_is_not_a_zip_is_refused_with_a_message(ui):
     assert any("not a zip file" in error.value for error in at.error), [error.value for error in at.error]
 
 
+def test_a_zip_that_would_not_fit_in_the_memory_budget_is_refused_and_the_data_stays(ui, two_class_bytes, monkeypatch):
+    from app import jobs
+    from mlcore import memory
+
+    monkeypatch.setattr(jobs, "GUARD", memory.MemoryGuard(budget=memory.process_rss() + 10 * memory.MB))
+    at = ui.new_app()
+    before = state.data_config(at.session_state)
+    upload_zip(ui, at, "My pets.zip", two_class_bytes)
+    assert not at.exception
+    assert any("Reading the images of My pets.zip would need about" in error.value for error in at.error)
+    assert state.data_config(at.session_state) == before, "the session keeps its data"
+    uploads = at.session_state.get(state.UPLOADS, None)
+    assert uploads is None or not uploads.digests, "nothing written"
+
+
 def test_a_link_cannot_carry_an_uploaded_zip():
     setup = address.decode({"data.source": "zip", "data.archive": "/etc/passwd", "train.epochs": "3"})
     assert setup.data_config is None
