@@ -103,6 +103,15 @@ def prepare_keras() -> None:
         _prepared = True
 
 
+def training_estimate(config: TrainConfig, image_size: int, num_labels: int) -> int:
+    """:func:`mlcore.memory.training_bytes`, safe from a script thread. The network is built to be
+    measured, so it counts as a worker meanwhile: Streamlit's ``clear_session`` after another
+    session's script run would reset Keras' layer names halfway through the build."""
+    prepare_keras()
+    with worker_running():
+        return memory.training_bytes(config.architecture, image_size, num_labels, config.batch_size)
+
+
 @dataclasses.dataclass(frozen=True)
 class JobStatus:
     """A consistent snapshot of a job. ``phase``: preparing, training, scoring,
@@ -180,9 +189,8 @@ class TrainingJob:
     def memory_needed(self) -> tuple[str, int]:
         """What this job is, in words, and the bytes it is estimated to add while it runs."""
         config, size = self.train_config, self.splits.train.images.shape[1]
-        needed = memory.training_bytes(config.architecture, size, len(self.splits.label_names), config.batch_size)
         what = f"Training the {config.architecture} network on {size} px images in batches of {config.batch_size}"
-        return what, needed
+        return what, training_estimate(config, size, len(self.splits.label_names))
 
     def request_stop(self) -> None:
         """Ask the worker to stop at the next batch; the partial model is kept."""
