@@ -179,7 +179,8 @@ class TrainingJob:
                 "Try again in a few minutes."
             )
         try:
-            self._guard.reserve(self, *self.memory_needed())
+            advice = "Try a smaller batch size or image size (Data page), or wait for other trainings to finish."
+            self._guard.reserve(self, *self.memory_needed(), advice)
         except BaseException:
             self._limiter.release()
             raise

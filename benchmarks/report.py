@@ -440,10 +440,12 @@ its validation ROC-AUC stays at chance, as it must.
 
 
 def render(results: dict) -> str:
-    """The suite's report, then the scaling table when ``python -m benchmarks.scaling`` has run."""
-    from benchmarks import scaling
+    """The suite's report, then the tables of ``python -m benchmarks.scaling``, ``benchmarks.load``
+    and ``benchmarks.memory``, each when it has run."""
+    from benchmarks import load, memory, scaling
 
     text = _render_suite(results)
-    if scaling.RESULTS.exists():
-        text = text.rstrip() + "\n\n" + scaling.render(json.loads(scaling.RESULTS.read_text()))
+    for extra in (scaling, load, memory):
+        if extra.RESULTS.exists():
+            text = text.rstrip() + "\n\n" + extra.render(json.loads(extra.RESULTS.read_text()))
     return text

@@ -23,12 +23,15 @@ MB = 2**20
 # rounded up. A training step holds about ten copies of the weights (them, their gradients,
 # Adam's moments and the step's temporaries) and 1.7 of each batch's activations; after training,
 # a network with batch norm recomputes its statistics in batches of 64, holding about 2.5 copies
-# of their activations; scoring holds about one batch's. ``tests/unit/test_memory.py`` checks
+# of their activations; scoring then adds about one batch's. ``tests/unit/test_memory.py`` checks
 # estimates lie between the measured peak and twice it.
 TRAINING_FIXED, WEIGHT_COPIES, TRAINING_ACTIVATION_COPIES = 150 * MB, 10, 1.7
 RECALIBRATION_BATCH, RECALIBRATION_ACTIVATION_COPIES = 64, 2.5
 SCORING_FIXED, SCORING_ACTIVATION_COPIES = 40 * MB, 1.1
 SCORING_BATCH = 64  # predict_proba's batch: what one scoring step holds
+
+
+WAIT = "Try again when other jobs on this server have finished."
 
 
 class MemoryBudgetExceeded(RuntimeError):
@@ -76,19 +79,16 @@ def _scoring(size: NetworkSize, images: int) -> int:
 
 
 def training_bytes(architecture: str, image_size: int, num_labels: int, batch_size: int) -> int:
-    """Memory training a network adds to the process at its peak: a training step, the batch-norm
-    recalibration after it, or scoring the splits."""
+    """Memory training a network adds to the process at its peak: a training step or the batch-norm
+    recalibration after it, then scoring the splits on top (the memory training freed is kept by the
+    allocator, and scoring's batches of another shape do not reuse all of it)."""
     size = architecture_size(architecture, image_size, num_labels)
     weights, activations = size.weights, size.activations
-    phases = [
-        TRAINING_FIXED + 4 * (WEIGHT_COPIES * weights + TRAINING_ACTIVATION_COPIES * batch_size * activations),
-        _scoring(size, SCORING_BATCH),
-    ]
+    training = TRAINING_FIXED + 4 * (WEIGHT_COPIES * weights + TRAINING_ACTIVATION_COPIES * batch_size * activations)
     if size.batch_norm:
-        phases.append(
-            TRAINING_FIXED + 4 * (weights + RECALIBRATION_ACTIVATION_COPIES * RECALIBRATION_BATCH * activations)
-        )
-    return int(max(phases))
+        recalibration = 4 * (weights + RECALIBRATION_ACTIVATION_COPIES * RECALIBRATION_BATCH * activations)
+        training = max(training, TRAINING_FIXED + recalibration)
+    return int(training + 4 * SCORING_ACTIVATION_COPIES * SCORING_BATCH * activations)
 
 
 def scoring_bytes(network, images: int) -> int:
@@ -120,15 +120,16 @@ class MemoryGuard:
     def _committed(self) -> int:
         return max(process_rss(), self._base + sum(self._reserved.values()))
 
-    def check(self, what: str, needed: int) -> None:
-        """Raise :class:`MemoryBudgetExceeded` when a short job of ``needed`` bytes would not fit."""
+    def check(self, what: str, needed: int, advice: str = WAIT) -> None:
+        """Raise :class:`MemoryBudgetExceeded` when a short job of ``needed`` bytes would not fit;
+        its message ends with ``advice``."""
         with self._lock:
-            self._refuse_if_over(what, needed)
+            self._refuse_if_over(what, needed, advice)
 
-    def reserve(self, token: object, what: str, needed: int) -> None:
+    def reserve(self, token: object, what: str, needed: int, advice: str = WAIT) -> None:
         """Admit a long job (a training) and count ``needed`` bytes for it until :meth:`release`."""
         with self._lock:
-            self._refuse_if_over(what, needed)
+            self._refuse_if_over(what, needed, advice)
             if not self._reserved:
                 self._base = process_rss()
             self._reserved[id(token)] = needed
@@ -137,12 +138,11 @@ class MemoryGuard:
         with self._lock:
             self._reserved.pop(id(token), None)
 
-    def _refuse_if_over(self, what: str, needed: int) -> None:
+    def _refuse_if_over(self, what: str, needed: int, advice: str) -> None:
         held = self._committed()
         if held + needed > self.budget:
             raise MemoryBudgetExceeded(
                 f"{what} would need about {needed // MB:,} MB, and this server has "
                 f"{max(0, self.budget - held) // MB:,} MB left of its {self.budget // MB:,} MB budget "
-                f"({held // MB:,} MB in use or promised to running jobs). Try a smaller image size or batch "
-                "size, or wait for other trainings to finish."
+                f"({held // MB:,} MB in use or promised to running jobs). {advice}"
             )

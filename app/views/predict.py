@@ -69,8 +69,8 @@ def image_inputs() -> list[uploads.Source]:
     if len(sources) > uploads.MAX_FILES:
         st.warning(
             f"Only the first {uploads.MAX_FILES} of the {len(sources):,} files are scored: one batch is at most "
-            f"{uploads.MAX_FILES} files, so the server stays quick for everyone. Remove these from the "
-            "uploader and add the rest as a second batch.",
+            f"{uploads.MAX_FILES} files, so the server stays quick for everyone. To score the others, remove "
+            "these from the uploader and add the rest.",
             icon=":material/filter_list:",
         )
         sources = sources[: uploads.MAX_FILES]

@@ -74,3 +74,42 @@ def test_prediction_is_timed_beside_model_predict_on_a_500x375_photo(quick_resul
     assert "## Machine" in markdown
     assert "single prediction" in markdown
     assert "Quick run" in markdown
+
+
+@pytest.fixture
+def chromium():
+    """The system Chromium; without it the load test skips locally and fails in CI, like the browser tests."""
+    from scripts.app_server import chromium_path
+
+    if chromium_path() is None:
+        message = "no system Chromium found (install Debian's 'chromium' package or set CHROMIUM_PATH)"
+        if os.environ.get("CI"):
+            pytest.fail(f"the load test must run in CI, but {message}")
+        pytest.skip(message)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.usefixtures("chromium")
+def test_load_test_drives_two_real_browser_sessions_and_measures_the_server(real_data_dir, tmp_path):
+    """The smallest load test: the latencies are not judged, only that two sessions did the real
+    work (trained, moved a threshold, uploaded photos) with no error and the server was measured."""
+    out = tmp_path / "load.json"
+    env = {**os.environ, "MLCORE_DATA_DIR": str(real_data_dir), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "benchmarks.load", "--sessions", "2", "--steps", "1", "--deadline", "150"]
+    completed = subprocess.run(
+        [*command, "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=280
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = json.loads(out.read_text())
+    (row,) = results["rows"]
+    assert row["sessions_requested"] == row["sessions"] == 2
+    assert row["errors"] == 0, row["error_notes"]
+    assert row["cut_short"] == 0, row
+    assert row["interactions"] > 0
+    assert row["p95_ms"] >= row["p50_ms"] > 0
+    assert row["peak_rss_mb"] > 100
+    # Both sessions trained, then used their model: a threshold move and an upload each.
+    assert len(row["training_seconds"]) == 2, row
+    counts = {action: stats["count"] for action, stats in row["by_action"].items()}
+    assert counts.get("move threshold") == counts.get("upload photos") == 2, counts
+    assert "| 2 | 2 |" in completed.stdout
