@@ -178,13 +178,14 @@ class TrainingJob:
                 f"The server is already training {self._limiter.capacity} model(s), its limit. "
                 "Try again in a few minutes."
             )
+        advice = "Try a smaller batch size or image size (Data page), or wait for other trainings to finish."
         try:
-            advice = "Try a smaller batch size or image size (Data page), or wait for other trainings to finish."
             self._guard.reserve(self, *self.memory_needed(), advice)
+            self._thread.start()
         except BaseException:
+            self._guard.release(self)
             self._limiter.release()
             raise
-        self._thread.start()
         return self
 
     def memory_needed(self) -> tuple[str, int]:

@@ -9,6 +9,7 @@ would not fit in a shared server's memory.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -111,37 +112,9 @@ def _trim(cache: dict, keep: set) -> None:
         del cache[key]
 
 
-def score(
-    run: runs.Run,
-    files: list[Source],
-    cache: dict,
-    *,
-    on_progress: Callable[[int, int], None] | None = None,
-    admit: Callable[[str, int], None] | None = None,
-) -> list[Scored]:
-    """Score ``(name, bytes or file)`` uploads with ``run``'s model, each file once.
-
-    ``cache`` maps ``(run id, content digest)`` to results and is updated in place;
-    results of other models are dropped from it. Files are read, decoded and
-    predicted ``SCORE_BATCH`` at a time; ``on_progress(done, total)`` follows the
-    files that had to be scored. When there are files to score, ``admit(what, bytes)`` is
-    asked first and may refuse by raising (a :class:`mlcore.memory.MemoryGuard`'s ``check``).
-    Returns one result per file, in upload order.
-    """
-    for stale in [key for key in cache if key[0] != run.id]:
-        del cache[stale]
-    keys, missing, queued = [], [], set()
-    for name, source in files:
-        key = (run.id, hashlib.sha256(content(source)).hexdigest())
-        keys.append(key)
-        if key not in cache and key not in queued:
-            queued.add(key)
-            missing.append((key, name))
-    if missing and admit is not None:
-        needed = predict.DECODE_BUDGET + memory.scoring_bytes(run.model, min(len(missing), SCORE_BATCH))
-        admit(f"Scoring {len(missing):,} image(s)", needed)
+def _score_missing(run: runs.Run, missing: list, sources: dict, cache: dict, on_progress) -> None:
+    """Decode, shrink and predict the files not scored yet, ``SCORE_BATCH`` at a time, into ``cache``."""
     batch: list[tuple[tuple, Scored, np.ndarray]] = []
-    sources = {key: source for key, (_, source) in zip(keys, files, strict=True)}
     for done, (key, name) in enumerate(missing, 1):
         scored, pixels = _prepare(name, content(sources[key]), run.image_size)
         scored = dataclasses.replace(scored, digest=key[1])
@@ -156,6 +129,42 @@ def score(
             on_progress(done, len(missing))
     if batch:
         _score_batch(run, batch, cache)
+
+
+def score(
+    run: runs.Run,
+    files: list[Source],
+    cache: dict,
+    *,
+    on_progress: Callable[[int, int], None] | None = None,
+    guard: memory.MemoryGuard | None = None,
+) -> list[Scored]:
+    """Score ``(name, bytes or file)`` uploads with ``run``'s model, each file once.
+
+    ``cache`` maps ``(run id, content digest)`` to results and is updated in place;
+    results of other models are dropped from it. Files are read, decoded and
+    predicted ``SCORE_BATCH`` at a time; ``on_progress(done, total)`` follows the
+    files that had to be scored. When there are files to score, ``guard`` holds their memory
+    while they are scored, or refuses them (:class:`mlcore.memory.MemoryBudgetExceeded`).
+    Returns one result per file, in upload order.
+    """
+    for stale in [key for key in cache if key[0] != run.id]:
+        del cache[stale]
+    keys, missing, queued = [], [], set()
+    for name, source in files:
+        key = (run.id, hashlib.sha256(content(source)).hexdigest())
+        keys.append(key)
+        if key not in cache and key not in queued:
+            queued.add(key)
+            missing.append((key, name))
+    held = contextlib.nullcontext()
+    if missing and guard is not None:
+        needed = predict.DECODE_BUDGET + memory.scoring_bytes(run.model, min(len(missing), SCORE_BATCH))
+        held = guard.hold(f"Scoring {len(missing):,} image(s)", needed)
+    with held:
+        _score_missing(
+            run, missing, {key: source for key, (_, source) in zip(keys, files, strict=True)}, cache, on_progress
+        )
     _trim(cache, set(keys))
     # A file re-uploaded under another name keeps its cached scores but shows its own name.
     return [dataclasses.replace(cache[key], name=name) for key, (name, _) in zip(keys, files, strict=True)]

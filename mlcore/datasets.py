@@ -191,7 +191,8 @@ def decode_file(path: Path, image_size: int) -> np.ndarray | None:
         return None
 
 
-def _workers() -> int:
+def decode_workers() -> int:
+    """Threads decoding a folder or zip at once (image decoding releases the GIL)."""
     return max(1, min(8, (os.cpu_count() or 1) * 2))
 
 
@@ -240,7 +241,7 @@ def _decode_into(items: Iterable, decode: Callable, sink: _Sink) -> list[bool]:
     each chunk's good images to ``sink``; at most one chunk is held at a time. Returns, per
     item, whether it decoded."""
     decoded: list[bool] = []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=_workers()) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=decode_workers()) as pool:
         for chunk in _chunks(items):
             results = list(pool.map(decode, chunk))
             good = [array for array in results if array is not None]

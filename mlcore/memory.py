@@ -9,6 +9,7 @@ has the table); they err on the high side.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import resource
@@ -19,14 +20,17 @@ from typing import NamedTuple
 
 MB = 2**20
 # Fitted to peak resident memory measured on this code (``python -m benchmarks.memory``: one
-# epoch, then scoring 1,024 images; seed and compact networks, 64-192 px, batches 32-256) and
-# rounded up. A training step holds about ten copies of the weights (them, their gradients,
-# Adam's moments and the step's temporaries) and 1.7 of each batch's activations; after training,
-# a network with batch norm recomputes its statistics in batches of 64, holding about 2.5 copies
-# of their activations; scoring then adds about one batch's. ``tests/unit/test_memory.py`` checks
-# estimates lie between the measured peak and twice it.
-TRAINING_FIXED, WEIGHT_COPIES, TRAINING_ACTIVATION_COPIES = 150 * MB, 10, 1.7
-RECALIBRATION_BATCH, RECALIBRATION_ACTIVATION_COPIES = 64, 2.5
+# epoch, then scoring 1,024 images; seed and compact networks, 64-192 px, batches 32-512) and
+# rounded up, so every estimate is 1.1-1.6 times its peak. A training step holds about six copies
+# of the weights (them, their gradients, Adam's moments) and 1.9 of each batch's activations (1.2
+# in a network with batch norm, whose activations TensorFlow fuses more); such a network then
+# recomputes its statistics in batches of 64, holding about two copies of their activations;
+# scoring the splits afterwards adds 0.8 of a batch of 64's, on top of what training left.
+# ``tests/unit/test_memory.py`` checks estimates lie between the measured peak and twice it plus 100 MB.
+TRAINING_FIXED, WEIGHT_COPIES = 120 * MB, 6
+TRAINING_ACTIVATION_COPIES, BATCH_NORM_ACTIVATION_COPIES = 1.9, 1.2
+RECALIBRATION_BATCH, RECALIBRATION_ACTIVATION_COPIES = 64, 2.0
+SCORING_AFTER_TRAINING_COPIES = 0.8
 SCORING_FIXED, SCORING_ACTIVATION_COPIES = 40 * MB, 1.1
 SCORING_BATCH = 64  # predict_proba's batch: what one scoring step holds
 
@@ -84,11 +88,12 @@ def training_bytes(architecture: str, image_size: int, num_labels: int, batch_si
     allocator, and scoring's batches of another shape do not reuse all of it)."""
     size = architecture_size(architecture, image_size, num_labels)
     weights, activations = size.weights, size.activations
-    training = TRAINING_FIXED + 4 * (WEIGHT_COPIES * weights + TRAINING_ACTIVATION_COPIES * batch_size * activations)
+    copies = BATCH_NORM_ACTIVATION_COPIES if size.batch_norm else TRAINING_ACTIVATION_COPIES
+    training = TRAINING_FIXED + 4 * (WEIGHT_COPIES * weights + copies * batch_size * activations)
     if size.batch_norm:
         recalibration = 4 * (weights + RECALIBRATION_ACTIVATION_COPIES * RECALIBRATION_BATCH * activations)
         training = max(training, TRAINING_FIXED + recalibration)
-    return int(training + 4 * SCORING_ACTIVATION_COPIES * SCORING_BATCH * activations)
+    return int(training + 4 * SCORING_AFTER_TRAINING_COPIES * SCORING_BATCH * activations)
 
 
 def scoring_bytes(network, images: int) -> int:
@@ -125,6 +130,16 @@ class MemoryGuard:
         its message ends with ``advice``."""
         with self._lock:
             self._refuse_if_over(what, needed, advice)
+
+    @contextlib.contextmanager
+    def hold(self, what: str, needed: int, advice: str = WAIT):
+        """Admit a job for the duration of a ``with`` block, counting ``needed`` bytes for it."""
+        token = object()
+        self.reserve(token, what, needed, advice)
+        try:
+            yield
+        finally:
+            self.release(token)
 
     def reserve(self, token: object, what: str, needed: int, advice: str = WAIT) -> None:
         """Admit a long job (a training) and count ``needed`` bytes for it until :meth:`release`."""

@@ -137,8 +137,8 @@ def _archive_path(source: str, upload, config) -> str | None:
             state.post_notice("warning", "A zip is chosen but not used: pick 'Your images (upload a zip)' to use it.")
         return None
     if upload is not None:
-        # Its images are decoded one at a time, each member read whole first.
-        needed = predict.DECODE_BUDGET + archives.ZipLimits().max_file_bytes
+        # Decoding threads each hold a picture (big ones one at a time) and a chunk of members is read.
+        needed = predict.DECODE_BUDGET + datasets.decode_workers() * predict.HEAVY_DECODE + datasets.DECODE_CHUNK_BYTES
         jobs.GUARD.check(f"Reading the images of {upload.name}", needed)
         return str(state.session_uploads().keep(upload.name, upload.getvalue()))
     return config.archive if config.source == "zip" else None

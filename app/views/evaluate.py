@@ -457,8 +457,10 @@ def score_loaded_run(run: runs.Run) -> None:
     ) and workspace.ensure_model(run):
         try:
             needed = memory.scoring_bytes(run.model, predict.PREDICT_CHUNK)
-            jobs.GUARD.check("Scoring the validation and test splits", needed)
-            with st.spinner("Predicting the validation and test splits once…"):
+            with (
+                jobs.GUARD.hold("Scoring the validation and test splits", needed),
+                st.spinner("Predicting the validation and test splits once…"),
+            ):
                 scored = runs.with_evaluation(run, loaders.load_splits(config), config)
         except (datasets.DatasetUnavailable, ValueError, OSError, memory.MemoryBudgetExceeded) as error:
             st.error(str(error))

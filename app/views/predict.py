@@ -66,18 +66,19 @@ def image_inputs() -> list[uploads.Source]:
         max_upload_size=predict.MAX_BYTES // 2**20,
     )
     sources: list[uploads.Source] = [(file.name, file) for file in files or []]
+    notice = st.empty()  # above the camera, filled once the camera's picture is known
+    if st.toggle("Take a picture with the camera", key=state.widget_key("predict", "camera_on")):
+        photo = st.camera_input("Camera", key=state.widget_key("predict", "camera"))
+        if photo is not None:
+            sources.append(("camera photo", photo))
     if len(sources) > uploads.MAX_FILES:
-        st.warning(
+        notice.warning(
             f"Only the first {uploads.MAX_FILES} of the {len(sources):,} files are scored: one batch is at most "
             f"{uploads.MAX_FILES} files, so the server stays quick for everyone. To score the others, remove "
             "these from the uploader and add the rest.",
             icon=":material/filter_list:",
         )
         sources = sources[: uploads.MAX_FILES]
-    if st.toggle("Take a picture with the camera", key=state.widget_key("predict", "camera_on")):
-        photo = st.camera_input("Camera", key=state.widget_key("predict", "camera"))
-        if photo is not None:
-            sources.append(("camera photo", photo))
     return sources
 
 
@@ -89,7 +90,7 @@ def scored_uploads(run: runs.Run, sources: list[uploads.Source]) -> list[uploads
         bar.progress(done / total, text=f"Scoring {total:,} new image(s): {done:,} done")
 
     try:
-        return uploads.score(run, sources, state.prediction_cache(), on_progress=progress, admit=jobs.GUARD.check)
+        return uploads.score(run, sources, state.prediction_cache(), on_progress=progress, guard=jobs.GUARD)
     except ValueError as error:  # the model itself refused the batch: say so, keep the page
         st.error(f"The model could not score these images: {error}")
         return []

@@ -84,6 +84,24 @@ def test_a_truncated_jpeg_with_an_end_marker_is_refused_not_filled_in_with_grey(
             predict.load_image(damaged, draft=256)
 
 
+def test_a_whole_jpeg_with_a_harmless_libjpeg_warning_still_loads():
+    """An unknown JFIF revision makes libjpeg warn, strict libjpeg-turbo too; nothing is missing."""
+    whole = photo_jpeg((660, 600))
+    assert whole[6:11] == b"JFIF\x00"
+    revised = whole[:11] + bytes([2, 1]) + whole[13:]  # JFIF 2.01
+    assert np.array_equal(np.asarray(predict.load_image(revised)), np.asarray(predict.load_image(whole)))
+
+
+def test_the_size_given_is_the_upright_pictures():
+    """A phone photo stored sideways with EXIF orientation 6 is 40 wide and 60 high once upright."""
+    exif = Image.Exif()
+    exif[predict.ORIENTATION_TAG] = 6
+    data = encoded(Image.new("RGB", (60, 40), (90, 120, 150)), "JPEG", exif=exif)
+    image, size = predict.open_image(data, draft=16)
+    assert size == (40, 60)
+    assert image.width < image.height
+
+
 def test_a_truncated_jpeg_without_an_end_marker_is_refused():
     whole = photo_jpeg((660, 600))
     with pytest.raises(predict.ImageError, match="damaged or truncated"):
