@@ -287,6 +287,9 @@ class Reader:
             raise
         except Exception as error:  # zlib.error, NotImplementedError, RuntimeError, EOFError...: this member only
             raise zipfile.BadZipFile(f"{member.path} cannot be read ({type(error).__name__}: {error})") from error
+        if produced != member.info.file_size:  # zipfile checks the CRC, not the length: a lying size
+            declared = member.info.file_size
+            raise zipfile.BadZipFile(f"{member.path} holds {produced:,} bytes where the zip declares {declared:,}")
         return b"".join(parts)
 
     def read_all(self, members: list[Member]) -> Iterator[tuple[Member, bytes | Exception]]:

@@ -835,3 +835,22 @@ def test_members_that_share_bytes_through_a_long_local_extra_field_are_refused(t
     path = _write(tmp_path, body + directory + _end_record(len(images) + 2, len(directory), len(body)))
     with pytest.raises(datasets.DatasetUnavailable, match="overlaps"):
         _load(path)
+
+
+def test_a_member_whose_data_is_shorter_than_its_declared_size_is_damaged_alone():
+    """zipfile checks a member's CRC, not its length: a directory entry declaring one byte more than
+    the (intact) data it points at used to read as the shorter bytes."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("a.bin", b"x" * 1040)
+        archive.writestr("b.bin", b"y" * 10)
+    data = bytearray(buffer.getvalue())
+    entry = data.index(b"PK\x01\x02")  # a.bin's directory entry; its uncompressed size is at +24
+    struct.pack_into("<I", data, entry + 24, 1041)
+    limits = archives.ZipLimits()
+    with archives.open_zip(io.BytesIO(bytes(data)), limits) as archive:
+        listing = archives.list_members(archive, limits)
+        outcomes = {member.path: value for member, value in archives.Reader(archive, limits).read_all(listing.members)}
+    assert isinstance(outcomes["a.bin"], zipfile.BadZipFile)
+    assert "holds 1,040 bytes where the zip declares 1,041" in str(outcomes["a.bin"])
+    assert outcomes["b.bin"] == b"y" * 10
