@@ -236,6 +236,28 @@ def test_a_loaded_bundle_is_scored_once_on_the_evaluate_page(trained_app, bundle
     assert at.dataframe, "the report is shown"
 
 
+def test_scoring_a_loaded_bundle_that_would_not_fit_in_memory_is_refused_then_done(bundle, ui, monkeypatch):
+    from app import jobs
+    from mlcore import memory
+
+    monkeypatch.setattr(jobs, "GUARD", memory.MemoryGuard(budget=memory.process_rss() + 10 * memory.MB))
+    at = ui.new_app()
+    ui.apply_data_settings(at)
+    ui.open_page(at, "predict")
+    at.file_uploader(key=ui.key(at, "predict", "bundle")).set_value(("run.zip", bundle, "application/zip")).run()
+    ui.open_page(at, "evaluate")
+    at.button(key=ui.key(at, "eval", "score")).click().run()
+    assert not at.exception
+    assert any("Scoring the validation and test splits would need about" in error.value for error in at.error)
+    assert state.bundle_run(at.session_state).evaluation is None, "nothing scored"
+
+    monkeypatch.setattr(jobs, "GUARD", memory.MemoryGuard(budget=2**62))
+    at.button(key=ui.key(at, "eval", "score")).click().run()
+    assert not at.exception
+    assert state.bundle_run(at.session_state).evaluation is not None
+    assert at.dataframe, "the report is shown"
+
+
 def test_with_a_trained_and_a_loaded_model_the_user_picks_one(trained_app, bundle, ui):
     at = ui.open_page(trained_app, "predict")
     at.file_uploader(key=ui.key(at, "predict", "bundle")).set_value(("run.zip", bundle, "application/zip")).run()
