@@ -26,8 +26,10 @@ MB = 2**20
 # in a network with batch norm, whose activations TensorFlow fuses more); such a network then
 # recomputes its statistics in batches of 64, holding about two copies of their activations;
 # scoring the splits afterwards adds 0.8 of a batch of 64's, on top of what training left.
+# The compact network also keeps an average of its weights in float64 (two copies) and, while
+# it validates, the raw weights (a third).
 # ``tests/unit/test_memory.py`` checks estimates lie between the measured peak and twice it plus 100 MB.
-TRAINING_FIXED, WEIGHT_COPIES = 120 * MB, 6
+TRAINING_FIXED, WEIGHT_COPIES, AVERAGE_WEIGHT_COPIES = 120 * MB, 6, 3
 TRAINING_ACTIVATION_COPIES, BATCH_NORM_ACTIVATION_COPIES = 1.9, 1.2
 RECALIBRATION_BATCH, RECALIBRATION_ACTIVATION_COPIES = 64, 2.0
 SCORING_AFTER_TRAINING_COPIES = 0.8
@@ -89,7 +91,8 @@ def training_bytes(architecture: str, image_size: int, num_labels: int, batch_si
     size = architecture_size(architecture, image_size, num_labels)
     weights, activations = size.weights, size.activations
     copies = BATCH_NORM_ACTIVATION_COPIES if size.batch_norm else TRAINING_ACTIVATION_COPIES
-    training = TRAINING_FIXED + 4 * (WEIGHT_COPIES * weights + copies * batch_size * activations)
+    weight_copies = WEIGHT_COPIES + (AVERAGE_WEIGHT_COPIES if architecture == "compact" else 0)
+    training = TRAINING_FIXED + 4 * (weight_copies * weights + copies * batch_size * activations)
     if size.batch_norm:
         recalibration = 4 * (weights + RECALIBRATION_ACTIVATION_COPIES * RECALIBRATION_BATCH * activations)
         training = max(training, TRAINING_FIXED + recalibration)

@@ -197,6 +197,64 @@ def batches(
     return indices.batch(batch_size).map(load).prefetch(2).with_options(options)
 
 
+class WeightAverage(keras.callbacks.Callback):
+    """An exponential moving average of the trainable weights: validated each epoch, kept at the end.
+
+    After step ``t`` the average moves towards the weights by ``1 - m`` with
+    ``m = min(decay, (1 + t) / (10 + t))``, TensorFlow's warm-up for averages: a short
+    run is not pulled back towards its random start, as a plain ``decay`` (Keras'
+    ``use_ema``) would pull it. Validation during ``fit`` sees the average (the raw
+    weights come back for the next epoch), and when training ends, finished or
+    stopped, the model keeps the average. Moving statistics of batch norm are not
+    weights; :func:`recalibrate_batch_norm` recomputes them for the averaged weights.
+    """
+
+    def __init__(self, decay: float = 0.99):
+        super().__init__()
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"decay must be in [0, 1), got {decay}")
+        self.decay = decay
+        self.steps = 0
+        self.average: list[np.ndarray] = []
+        self._raw: list[np.ndarray] | None = None
+
+    def momentum(self, step: int) -> float:
+        """The weight of the previous average after ``step`` updates (1-based)."""
+        return min(self.decay, (1 + step) / (10 + step))
+
+    def on_train_begin(self, logs=None):
+        self.steps = 0
+        self.average = [np.array(variable, dtype=np.float64) for variable in self.model.trainable_weights]
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+        momentum = self.momentum(self.steps)
+        for average, variable in zip(self.average, self.model.trainable_weights, strict=True):
+            average *= momentum
+            average += (1.0 - momentum) * np.asarray(variable)
+
+    def _assign(self, values: list[np.ndarray]) -> None:
+        for variable, value in zip(self.model.trainable_weights, values, strict=True):
+            variable.assign(value.astype(variable.dtype))
+
+    def on_test_begin(self, logs=None):
+        if self.steps:
+            self._raw = [np.array(variable) for variable in self.model.trainable_weights]
+            self._assign(self.average)
+
+    def on_test_end(self, logs=None):
+        if self._raw is not None:
+            self._assign(self._raw)
+            self._raw = None
+
+    def on_train_end(self, logs=None):
+        if self.steps:
+            self._assign(self.average)
+
+
+COMPACT_WEIGHT_AVERAGE = 0.99  # about the last 100 steps: 1.6 epochs of 2,000 images in batches of 32
+
+
 class _Reporter(keras.callbacks.Callback):
     """Forwards ``fit``'s running batch logs and its epoch logs, and stops on request.
 
@@ -252,13 +310,16 @@ def fit(
     *,
     on_progress: ProgressFn | None = None,
     stop: threading.Event | None = None,
+    weight_average: float | None = None,
 ) -> TrainResult:
     """Train a compiled model on uint8 images with ``model.fit``; stop cooperatively at the next batch.
 
     Batches come from :func:`batches` (a seeded new order every epoch). Every
     number reported is ``fit``'s own: per-epoch training metrics over the whole
     epoch, validation metrics over the whole validation split. An epoch cut short
-    by ``stop`` is still validated and reported, and counts as completed.
+    by ``stop`` is still validated and reported, and counts as completed. With
+    ``weight_average`` (a decay), validation and the final model use a
+    :class:`WeightAverage` of the weights.
     """
     x_train, y_train = train
     if len(x_train) == 0:
@@ -278,7 +339,7 @@ def fit(
         batches(x_train, y_train, config.batch_size, shuffle_seed=config.seed),
         epochs=config.epochs,
         validation_data=validation_data,
-        callbacks=[reporter],
+        callbacks=[reporter] if weight_average is None else [WeightAverage(weight_average), reporter],
         shuffle=False,
         verbose=0,
     )
@@ -321,7 +382,8 @@ def train_model(
     with contextlib.nullcontext() if strategy is None else strategy.scope():
         model = network()
         # The notebook's network keeps the notebook's optimizer; the compact one is
-        # trained as a small from-scratch CNN should be, on a schedule over the whole run.
+        # trained as a small from-scratch CNN should be, on a schedule over the whole run,
+        # and keeps an average of its weights (not under the multi-worker loop).
         total_steps = None
         if config.architecture == "compact":
             total_steps = int(np.ceil(len(x_train) / config.batch_size)) * config.epochs
@@ -333,7 +395,15 @@ def train_model(
         single.set_weights(model.get_weights())
         result.model = compile_model(single, label_names, config.learning_rate)
     else:
-        result = fit(model, train, validation, config, on_progress=on_progress, stop=stop)
+        result = fit(
+            model,
+            train,
+            validation,
+            config,
+            on_progress=on_progress,
+            stop=stop,
+            weight_average=COMPACT_WEIGHT_AVERAGE if config.architecture == "compact" else None,
+        )
     result.precision = policy
     return result
 
