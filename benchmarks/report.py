@@ -428,13 +428,13 @@ tried on this machine, dog / cat F1 on the 1,000 validation images:
 | residual 48/96/192 without stem pooling, 96 px | 30 | 0.79 / 0.78 | 0.87 / 0.87 |
 | residual 64/128/256 with stem pooling, 128 px | 35 | 0.81 / 0.79 | 0.87 / 0.87 |
 | the same network, 96 px | 45 | 0.79 / 0.78 | 0.87 / 0.87 |
-| the same network, 128 px, EMA of the weights + label smoothing 0.1 | 32 | 0.82 / 0.82 | 0.905 / 0.905 |
-| the same network, 128 px, EMA of the weights alone | 32 | 0.81 / 0.79 | 0.897 / 0.897 |
-| the same network, 128 px, averaged weights + CutMix (half the batches, α = 1) | 32 | 0.80 / 0.80 | 0.884 / 0.884 |
+| the same network, 128 px, EMA (Keras' `use_ema`) + label smoothing 0.1 | 32 | 0.82 / 0.82 | 0.905 / 0.905 |
+| the same network, 128 px, EMA of the weights alone (Keras' `use_ema`) | 32 | 0.81 / 0.79 | 0.897 / 0.897 |
+| the same network, 128 px, `WeightAverage` + CutMix (half the batches, α = 1) | 32 | 0.80 / 0.80 | 0.884 / 0.884 |
 
 Each of the last three rows is one run of `benchmarks.training`'s recipe (seed 42, learning
-rate 0.002, batch 32) on a host shared with other work, so their epoch times (25–46 s, against
-about 20 s alone) say nothing of speed. The baseline for them is the same network without
+rate 0.002, batch 32) on a host shared with other work, so their epoch times (34–88 s, 20–54 s
+and 22–55 s, against about 20 s alone) say nothing of speed. The baseline for them is the same network without
 them, 0.80 / 0.78 and ROC-AUC 0.889 (the summary's run before the average was adopted).
 
 - **EMA with label smoothing** (Keras' `use_ema=True`, `BinaryCrossentropy(label_smoothing=0.1)`)
@@ -444,14 +444,15 @@ them, 0.80 / 0.78 and ROC-AUC 0.889 (the summary's run before the average was ad
 - **EMA alone** gained about 0.01 F1 and 0.008 ROC-AUC in that run; the summary's run, with the
   average adopted, scored 0.800 / 0.787 and ROC-AUC 0.890, so the gain is within the spread
   between runs (the weights are seeded, but TensorFlow's threaded sums are not bit-exact from
-  run to run). It is kept: it costs nothing, and the validation curves then show the model that
-  is saved. Keras' own `use_ema` has no warm-up:
+  run to run). It is kept: it costs about 1 ms a step, and the validation curves then follow the
+  averaged weights that are saved (with batch norm's running statistics; the saved model's are
+  recomputed after training). Keras' own `use_ema` has no warm-up:
   on a 2-epoch run it pulled the model back towards its random start (cat F1 0.57 against 0.65
   without it). So the compact network now keeps its own average (`mlcore.train.WeightAverage`,
   decay 0.99 with TensorFlow's `(1 + t) / (10 + t)` warm-up), which on the same 2-epoch run scores
   as the raw weights do (F1 0.674 / 0.648, ROC-AUC 0.727 / 0.725, against 0.674 / 0.648 and
-  0.726 / 0.726). After 32 epochs the two averages are the same: the warm-up is over after about
-  100 of the 2,000 steps.
+  0.726 / 0.726). After 32 epochs the two averages are the same: the warm-up reaches 0.99 at
+  step 890, and the 1,100 steps after it leave the start a weight of about 1e-5.
 - **CutMix** (a box from another image of the batch pasted in, targets mixed by its area) on half
   the batches, with the average, did not help at 32 epochs: 0.80 / 0.80, ROC-AUC 0.884. Mixing
   regularises, and in 32 epochs this network is held back by too little training, not by
