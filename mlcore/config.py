@@ -21,6 +21,9 @@ DATASET_COUNTS = {"train": {"cats": 1000, "dogs": 1000}, "validation": {"cats": 
 
 SOURCES = ("real", "folder", "zip", "demo")
 ARCHITECTURES = ("seed", "compact")
+# Architectures trained keeping a moving average of their weights, and its decay (about the last
+# 100 steps: 1.6 epochs of 2,000 images in batches of 32).
+WEIGHT_AVERAGE_DECAY = {"compact": 0.99}
 
 DATA_DIR_ENV = "MLCORE_DATA_DIR"
 CACHE_DIR_ENV = "MLCORE_CACHE_DIR"

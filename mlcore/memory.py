@@ -18,6 +18,8 @@ import threading
 from pathlib import Path
 from typing import NamedTuple
 
+from mlcore.config import WEIGHT_AVERAGE_DECAY
+
 MB = 2**20
 # Fitted to peak resident memory measured on this code (``python -m benchmarks.memory``: one
 # epoch, then scoring 1,024 images; seed and compact networks, 64-192 px, batches 32-512) and
@@ -91,7 +93,7 @@ def training_bytes(architecture: str, image_size: int, num_labels: int, batch_si
     size = architecture_size(architecture, image_size, num_labels)
     weights, activations = size.weights, size.activations
     copies = BATCH_NORM_ACTIVATION_COPIES if size.batch_norm else TRAINING_ACTIVATION_COPIES
-    weight_copies = WEIGHT_COPIES + (AVERAGE_WEIGHT_COPIES if architecture == "compact" else 0)
+    weight_copies = WEIGHT_COPIES + (AVERAGE_WEIGHT_COPIES if architecture in WEIGHT_AVERAGE_DECAY else 0)
     training = TRAINING_FIXED + 4 * (weight_copies * weights + copies * batch_size * activations)
     if size.batch_norm:
         recalibration = 4 * (weights + RECALIBRATION_ACTIVATION_COPIES * RECALIBRATION_BATCH * activations)

@@ -322,10 +322,11 @@ def open_image(
                 if image.format in JPEG_FORMATS:
                     _check_jpeg(data)
                 image.load()
-                image = _to_rgb(_upright(_reduce(image, factor)))
-            if (image.width > image.height) != (original[0] > original[1]) and original[0] != original[1]:
-                original = original[::-1]  # turned upright by its EXIF orientation
-            return image, original
+                reduced = _reduce(image, factor)
+                upright = _upright(reduced)
+            if upright.size != reduced.size:
+                original = original[::-1]  # turned a quarter by its EXIF orientation
+            return _to_rgb(upright), original
     except ImageError:
         raise
     except UnidentifiedImageError as error:

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 from mlcore import runtime
-from mlcore.config import TrainConfig
+from mlcore.config import WEIGHT_AVERAGE_DECAY, TrainConfig
 from mlcore.model import build_model
 
 
@@ -252,9 +252,6 @@ class WeightAverage(keras.callbacks.Callback):
             self._assign(self.average)
 
 
-COMPACT_WEIGHT_AVERAGE = 0.99  # about the last 100 steps: 1.6 epochs of 2,000 images in batches of 32
-
-
 class _Reporter(keras.callbacks.Callback):
     """Forwards ``fit``'s running batch logs and its epoch logs, and stops on request.
 
@@ -402,7 +399,7 @@ def train_model(
             config,
             on_progress=on_progress,
             stop=stop,
-            weight_average=COMPACT_WEIGHT_AVERAGE if config.architecture == "compact" else None,
+            weight_average=WEIGHT_AVERAGE_DECAY.get(config.architecture),
         )
     result.precision = policy
     return result
